@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""Rebuild the parallel corpora embedded in gradtune from Debian packages.
+
+Writes gzip-compressed TSV files (``source<TAB>target[<TAB>group]``, UTF-8, no header):
+
+* ``lt-en.tsv.gz``: Lithuanian→English LibreOffice UI strings (``libreoffice-l10n-lt``).
+* ``es-en.tsv.gz``: Spanish→English Bible verses, Reina-Valera 1909 ↔ King James
+  (``sword-text-sparv``, ``sword-text-kjv``), with a ``Book chapter`` group column.
+* ``de-en.tsv.gz``: German→English LibreOffice help paragraphs
+  (``libreoffice-help-de``, ``libreoffice-help-en-us``).
+
+Packages are fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x``; nothing is
+installed. Only the standard library is needed, plus ``pysword`` for ``es-en``. The output is
+deterministic: running the script twice gives byte-identical files.
+
+Usage::
+
+    python scripts/build_embedded_corpora.py [--work DIR] [--out DIR] [--only lt-en ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import html
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+Row = tuple[str, ...]
+
+PACKAGES = {
+    "lt-en": ["libreoffice-l10n-lt"],
+    "es-en": ["sword-text-sparv", "sword-text-kjv"],
+    "de-en": ["libreoffice-help-de", "libreoffice-help-en-us"],
+}
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "src" / "gradtune" / "data" / "embedded"
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def normalize_space(text: str) -> str:
+    """NFC-normalize, drop control and format characters, and collapse all whitespace to one space."""
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(
+        " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf")
+    )
+    return " ".join(text.split())
+
+
+def same_text(a: str, b: str) -> bool:
+    """True when two strings are equal ignoring case and whitespace (an untranslated copy)."""
+    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
+
+
+def report(name: str, counts: Counter[str]) -> None:
+    """Print the cleaning counts of one corpus, in insertion order."""
+    print(f"[{name}]")
+    for key, value in counts.items():
+        print(f"  {key:<44} {value:>8}")
+
+
+def write_tsv_gz(path: Path, rows: Iterable[Row]) -> int:
+    """Write rows as gzip-9 TSV with a fixed header (no name, mtime 0); return the row count."""
+    lines = []
+    for row in rows:
+        if any(not field or "\t" in field or "\n" in field or "\r" in field for field in row):
+            raise ValueError(f"bad row for {path.name}: {row!r}")
+        lines.append("\t".join(row) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
+        gz.write("".join(lines).encode("utf-8"))
+    return len(lines)
+
+
+def deb_version(deb: Path) -> str:
+    """The Version field of a .deb file."""
+    return subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def fetch_and_extract(packages: list[str], work: Path) -> Path:
+    """``apt-get download`` the packages into ``work/debs`` and ``dpkg-deb -x`` them into ``work/root``."""
+    debs_dir, root = work / "debs", work / "root"
+    debs_dir.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in packages if not list(debs_dir.glob(f"{p}_*.deb"))]
+    if missing:
+        download = ["apt-get", "download", *missing]
+        if subprocess.run(download, cwd=debs_dir).returncode != 0:
+            print("apt-get download failed; running apt-get update once and retrying", file=sys.stderr)
+            subprocess.run(["apt-get", "update"], check=True)
+            subprocess.run(download, cwd=debs_dir, check=True)
+    for package in packages:
+        found = sorted(debs_dir.glob(f"{package}_*.deb"))
+        if len(found) != 1:
+            raise SystemExit(f"expected one {package}_*.deb in {debs_dir}, found {len(found)}")
+        print(f"  {package} {deb_version(found[0])}")
+        subprocess.run(["dpkg-deb", "-x", str(found[0]), str(root)], check=True)
+    return root
+
+
+# --------------------------------------------------------------------------- lt-en: LibreOffice UI
+
+
+# Format specifiers and placeholders, in every syntax found in LibreOffice catalogs.
+PLACEHOLDER = re.compile(
+    r"""
+      %\d+\$[-+ #0]*\d*(?:\.\d+)?[a-zA-Z]      # %1$s
+    | %\(\w+\)[-+ #0]*\d*(?:\.\d+)?[a-zA-Z]    # %(name)s
+    | %[-+#0]*\d*(?:\.\d+)?l*[sdiufxXcpgeE]\b  # %s %d %5.2f %ld
+    | %\d+                                     # %1
+    | %[A-Za-z][A-Za-z0-9_]*%?                 # %PRODUCTNAME %OBJECT_NAME%
+    | \$\d+                                    # $1
+    | \$\{[^}]*\}                              # ${x}
+    | \$\([^)]*\)                              # $(ARG1)
+    | \$\[[^\]]*\]                             # $[officename]
+    | \$[A-Za-z_]\w*\$?                        # $exception_type$ $ARG
+    | \{[^{}\s]*\}                             # {name} {0}
+    | \#\w+\#                                  # #PAGENUMBER# #lib#
+    | \#\d+                                     # #1
+    | (?<![\w#])\#(?![\w#])                     # a lone # standing for a number or name
+    | \$\#\$                                    # $#$
+    | &(?:[a-zA-Z][a-zA-Z0-9]*|\#\d+|\#x[0-9a-fA-F]+);  # &amp; &#1234;
+    """,
+    re.VERBOSE,
+)
+MARKUP = re.compile(r"<[^<>]*>")
+# Mnemonic markers: "~File", "_File", "Brea_ks", a leading "&File", a trailing "(_F)" or "(~F)".
+ACCEL_SUFFIX = re.compile(r"\s*\([_~&]\w\)")
+ACCEL_TILDE = re.compile(r"~(?=\w)")
+ACCEL_AMP = re.compile(r"(?:(?<=^)|(?<=\s))&(?=\w)")
+
+
+def has_placeholder_or_markup(text: str) -> bool:
+    """True when ``text`` contains a format specifier, placeholder, entity or markup tag."""
+    return bool(PLACEHOLDER.search(text) or MARKUP.search(text))
+
+
+def strip_accelerators(text: str) -> str:
+    """Remove keyboard-accelerator markers; a lone ``_`` counts, the ones in ``a_b_c`` do not."""
+    text = ACCEL_SUFFIX.sub("", text)
+    text = ACCEL_TILDE.sub("", text)
+    text = ACCEL_AMP.sub("", text)
+    if text.count("_") == 1:
+        text = re.sub(r"_(?=\S)", "", text)
+    return text
+
+
+def read_mo(path: Path) -> Iterator[tuple[str, str, str]]:
+    """Yield ``(context, msgid, msgstr)`` from a GNU .mo file; plurals give their first form."""
+    data = path.read_bytes()
+    magic = struct.unpack("<I", data[:4])[0]
+    endian = "<" if magic == 0x950412DE else ">"
+    _, count, ids_at, strs_at = struct.unpack(endian + "4I", data[4:20])
+    for i in range(count):
+        id_len, id_off = struct.unpack(endian + "2I", data[ids_at + 8 * i : ids_at + 8 * i + 8])
+        str_len, str_off = struct.unpack(endian + "2I", data[strs_at + 8 * i : strs_at + 8 * i + 8])
+        key = data[id_off : id_off + id_len].decode("utf-8")
+        value = data[str_off : str_off + str_len].decode("utf-8")
+        context, _, msgid = key.rpartition("\x04")
+        yield context, msgid.split("\x00")[0], value.split("\x00")[0]
+
+
+def build_lt_en(root: Path) -> list[Row]:
+    """Lithuanian→English pairs from LibreOffice's UI message catalogs."""
+    mo_dir = root / "usr/lib/libreoffice/program/resource/lt/LC_MESSAGES"
+    mo_files = sorted(mo_dir.glob("*.mo"))
+    if not mo_files:
+        raise SystemExit(f"no .mo files under {mo_dir}")
+    counts: Counter[str] = Counter()
+    counts["catalogs"] = len(mo_files)
+    seen: set[Row] = set()
+    rows: list[Row] = []
+    for mo in mo_files:
+        for _context, english, lithuanian in read_mo(mo):
+            if not english:
+                continue  # the catalog header
+            counts["messages"] += 1
+            if not lithuanian.strip():
+                counts["dropped: empty translation"] += 1
+                continue
+            if has_placeholder_or_markup(english) or has_placeholder_or_markup(lithuanian):
+                counts["dropped: placeholder or markup"] += 1
+                continue
+            en_lines = strip_accelerators(english).strip("\n").split("\n")
+            lt_lines = strip_accelerators(lithuanian).strip("\n").split("\n")
+            if len(en_lines) != len(lt_lines):
+                counts["dropped: line counts differ"] += 1
+                continue
+            if len(en_lines) > 1:
+                counts["multi-line messages split"] += 1
+            for en_line, lt_line in zip(en_lines, lt_lines, strict=True):
+                source, target = normalize_space(lt_line), normalize_space(en_line)
+                if not source or not target:
+                    counts["dropped: empty side"] += 1
+                elif same_text(source, target):
+                    counts["dropped: untranslated (same text)"] += 1
+                elif (source, target) in seen:
+                    counts["dropped: duplicate pair"] += 1
+                else:
+                    seen.add((source, target))
+                    rows.append((source, target))
+    counts["pairs written"] = len(rows)
+    report("lt-en", counts)
+    return rows
+
+
+# --------------------------------------------------------------------------- es-en: Bibles
+
+SPANISH_MODULE, ENGLISH_MODULE = "spaRV1909eb", "engKJV2006eb"
+UPPER = "A-ZÁÉÍÓÚÜÑ"
+LOWER = "a-záéíóúüñ"
+# A drop-cap run: one or more all-caps words (at least one of two letters or more), then lower case.
+DROP_CAP = re.compile(rf"(?<![\w])((?:[{UPPER}]+[\s,;:.!?¡¿]+)*[{UPPER}]+)(?=[\s,;:.!?¡¿]+[{LOWER}])")
+CAPS_WORD = re.compile(rf"\b[{UPPER}]{{2,}}\b")
+# Psalm 119 prefixes every eight verses with the name of a Hebrew letter ("ALEPH. ...").
+HEBREW_LETTERS = (
+    "ALEPH BETH GIMEL DALETH HE VAU ZAIN CHETH TETH JOD CAPH LAMED MEM NUN SAMECH AIN PE TZADDI COPH RESH SIN SHIN TAU"
+).split()
+ACROSTIC = re.compile(rf"^(?:{'|'.join(HEBREW_LETTERS)})\b\.?\s*")
+# Spanish pronouns the module adds as <transChange> right after a verb (díjo+le, sáca+lo).
+ENCLITICS = {"lo", "la", "los", "las", "le", "les", "me", "te", "se", "nos", "os"}
+# Words before such a pronoun that are not verbs, so the pronoun stays a separate word.
+NOT_VERBS = {"no", "que", "como", "y", "os", "ellos", "cuánto", "gentes", "dios", "jehová", "josué"}
+TRANS_CHANGE = re.compile(r"<transChange\b[^>]*>(.*?)</transChange>", re.DOTALL)
+TAG = re.compile(r"<[^>]*>")
+USFM_MARKER = re.compile(r"\\\+?[a-z]+\d*\*?\s?")
+
+
+def space_added_words(raw: str, counts: Counter[str]) -> str:
+    """Put spaces around ``<transChange>`` words that the RV1909 module glues to their neighbours."""
+    out, last = [], 0
+    for match in TRANS_CHANGE.finditer(raw):
+        before = TAG.sub("", raw[: match.start()])
+        after = TAG.sub("", raw[match.end() :])
+        added = TAG.sub("", match.group(1)).strip()
+        word_before = re.search(r"(\w+)$", before)
+        space_before = space_after = ""
+        if word_before and not (added in ENCLITICS and word_before.group(1).lower() not in NOT_VERBS):
+            space_before = " "
+        if after[:1].isalnum():
+            space_after = " "
+        if space_before or space_after:
+            counts["es: glued added words spaced"] += 1
+        out += [raw[last : match.start()], space_before, match.group(0), space_after]
+        last = match.end()
+    out.append(raw[last:])
+    return "".join(out)
+
+
+def case_lexicon(texts: Iterable[str]) -> dict[str, str]:
+    """Map each lower-cased word to its most frequent non-all-caps spelling (e.g. ``jehová`` → ``Jehová``)."""
+    spellings: Counter[str] = Counter()
+    for text in texts:
+        spellings.update(w for w in re.findall(r"\w+", text) if not (len(w) > 1 and w.isupper()))
+    best: dict[str, tuple[int, str]] = {}
+    for word, n in spellings.items():
+        key = word.lower()
+        if key not in best or (n, word) > best[key]:
+            best[key] = (n, word)
+    return {key: word for key, (_, word) in best.items()}
+
+
+def fix_drop_cap(text: str, lexicon: dict[str, str], anywhere: bool, keep: set[str]) -> tuple[str, bool]:
+    """Re-case the printed drop-cap run ("EN el", "Y ACONTECIÓ que") that opens ``text``.
+
+    With ``anywhere`` the run may follow other text (a Psalm superscription). Runs holding a word
+    of ``keep`` are left alone. The first letter keeps its capital; every other word takes its
+    usual spelling from ``lexicon``, so names stay capitalised ("Y JOSÉ vino" → "Y José vino").
+    """
+    for match in DROP_CAP.finditer(text):
+        if not anywhere and text[: match.start()].strip("¡¿(«\"' "):
+            break
+        caps = set(CAPS_WORD.findall(match.group(1)))
+        if not caps:
+            if anywhere:
+                continue
+            break
+        if caps & keep:
+            break
+        words = re.split(r"(\W+)", match.group(1))
+        fixed = [lexicon.get(w.lower(), w.lower()) if w.isalpha() else w for w in words]
+        fixed[0] = words[0][0] + fixed[0][1:]
+        return text[: match.start()] + "".join(fixed) + text[match.end() :], True
+    return text, False
+
+
+def inner_caps_words(text: str) -> set[str]:
+    """All-caps words of ``text`` that come after some lower-case text (not part of an opening run)."""
+    return {m.group() for m in CAPS_WORD.finditer(text) if re.search(f"[{LOWER}]", text[: m.start()])}
+
+
+def read_bible(sword_dir: Path, module: str) -> dict[tuple[str, int, int], tuple[str, str]]:
+    """Raw OSIS text of every verse of ``module`` keyed by (book, chapter, verse), with the OSIS book id."""
+    from pysword.modules import SwordModules  # needed only for this corpus
+
+    modules = SwordModules(str(sword_dir))
+    found = modules.parse_modules()
+    if module not in found:
+        raise SystemExit(f"SWORD module {module} not found in {sword_dir} (found {sorted(found)})")
+    bible = modules.get_bible_from_module(module)
+    verses = {}
+    for books in bible.get_structure().get_books().values():
+        for book in books:
+            for chapter, length in enumerate(book.chapter_lengths, 1):
+                for verse in range(1, length + 1):
+                    raw = bible.get(books=[book.osis_name], chapters=[chapter], verses=[verse], clean=False)
+                    verses[(book.name, chapter, verse)] = (book.osis_name, raw)
+    return verses
+
+
+def build_es_en(root: Path) -> list[Row]:
+    """Spanish→English verse pairs (RV1909 ↔ KJV) with a ``Book chapter`` group column."""
+    from pysword.cleaner import OSISCleaner  # needed only for this corpus
+
+    cleaner = OSISCleaner()
+    sword_dir = root / "usr/share/sword"
+    counts: Counter[str] = Counter()
+    spanish_raw = read_bible(sword_dir, SPANISH_MODULE)
+    english_raw = read_bible(sword_dir, ENGLISH_MODULE)
+    counts["es: verses in versification"] = len(spanish_raw)
+    counts["en: verses in versification"] = len(english_raw)
+
+    spanish: dict[tuple[str, int, int], str] = {}
+    for key, (_, raw) in spanish_raw.items():
+        text = normalize_space(cleaner.clean(space_added_words(raw, counts)))
+        if key[0] == "Psalms" and key[1] == 119 and ACROSTIC.match(text):
+            text = ACROSTIC.sub("", text)
+            counts["es: Psalm 119 letter headings removed"] += 1
+        spanish[key] = text
+
+    english: dict[tuple[str, int, int], str] = {}
+    for key, (_, raw) in english_raw.items():
+        # The Spanish text carries Psalm superscriptions and epistle subscriptions inline, so keep
+        # the KJV <title>s too, except the Psalm 119 Hebrew-letter headings.
+        raw = re.sub(r"<title>\s*<foreign>.*?</foreign>\s*</title>", " ", raw, flags=re.DOTALL)
+        raw = re.sub(r"</?title\b[^>]*>", " ", raw)
+        text = cleaner.clean(raw)
+        for pattern, label in ((USFM_MARKER, "USFM markers"), (re.compile("¶"), "pilcrows"), (re.compile(r"[\[\]]"), "brackets")):
+            text, n = pattern.subn("", text)
+            counts[f"en: {label} removed"] += n
+        english[key] = normalize_space(text)
+
+    # Drop caps: the chapter-opening words are printed in capitals ("EN el principio"). Words
+    # that are also capitalised inside verses (JAH, TEKEL) are genuine and left alone elsewhere.
+    lexicon = case_lexicon(spanish.values())
+    genuine = {w for (_, _, verse), text in spanish.items() if verse != 1 for w in inner_caps_words(text)}
+    for (book, chapter, verse), text in spanish.items():
+        opening = verse == 1 or (book == "Psalms" and chapter == 119 and verse % 8 == 1)
+        anywhere = book == "Psalms" and verse == 1
+        text, fixed = fix_drop_cap(text, lexicon, anywhere, set() if opening else genuine)
+        counts["es: drop-cap openings re-cased"] += fixed
+        spanish[(book, chapter, verse)] = text
+
+    rows: list[Row] = []
+    for key, text in spanish.items():
+        target = english.get(key, "")
+        if not text or not target:
+            counts["dropped: verse empty on one side"] += 1
+            continue
+        if "<" in text or ">" in text or "<" in target or ">" in target:
+            counts["dropped: leftover markup"] += 1
+            continue
+        book, chapter, _ = key
+        rows.append((text, target, f"{book} {chapter}"))
+    counts["pairs written"] = len(rows)
+    report("es-en", counts)
+    return rows
+
+
+# --------------------------------------------------------------------------- de-en: LibreOffice help
+
+PARAGRAPH_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "td", "li"}
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+HELP_PLACEHOLDER = re.compile(r"\$\[\w+\]|%PRODUCTNAME|&(?:[a-zA-Z]+|#\d+);")
+MAX_WORDS = 100
+
+
+class HelpParagraphs(HTMLParser):
+    """Collect the text of every paragraph-like element that has an ``id``, in document order.
+
+    Hidden variants of a "switch" (e.g. the macOS menu path next to the default one) are skipped
+    inside a paragraph, except the ``default…`` variant, so "Choose Tools - Options" is kept once.
+    Code paragraphs (class ``*code*``) and anything inside ``<pre>`` are skipped.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.paragraphs: list[tuple[str, str]] = []
+        self._open: list[tuple[str, str, list[str], int]] = []  # (tag, id, text parts, nesting)
+        self._hidden_depth = 0  # >0 while inside a hidden, non-default switch variant
+        self._pre_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in VOID_TAGS:
+            if tag == "br":
+                self.handle_data(" ")
+            return
+        attr = {k: v or "" for k, v in attrs}
+        if tag == "pre":
+            self._pre_depth += 1
+        if self._hidden_depth:
+            self._hidden_depth += 1
+        elif self._open and "hidden" in attr and not attr.get("id", "").startswith("default"):
+            self._hidden_depth = 1
+        if tag in PARAGRAPH_TAGS and attr.get("id") and not self._pre_depth and "code" not in attr.get("class", ""):
+            self._open.append((tag, attr["id"], [], 0))
+        elif self._open and tag == self._open[-1][0]:
+            top_tag, top_id, parts, depth = self._open[-1]
+            self._open[-1] = (top_tag, top_id, parts, depth + 1)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID_TAGS:
+            return
+        if tag == "pre" and self._pre_depth:
+            self._pre_depth -= 1
+        if self._hidden_depth:
+            self._hidden_depth -= 1
+        if self._open and self._open[-1][0] == tag:
+            top_tag, top_id, parts, depth = self._open[-1]
+            if depth:
+                self._open[-1] = (top_tag, top_id, parts, depth - 1)
+            else:
+                self._open.pop()
+                text = "".join(parts)
+                if self._open:
+                    self._open[-1][2].append(text)  # a nested paragraph is part of its parent too
+                self.paragraphs.append((top_id, text))
+
+    def handle_data(self, data: str) -> None:
+        if self._open and not self._hidden_depth:
+            self._open[-1][2].append(data)
+
+
+def help_paragraphs(path: Path) -> dict[str, str]:
+    """Paragraph texts of one help page keyed by element id (the first one wins for repeated ids)."""
+    parser = HelpParagraphs()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    texts: dict[str, str] = {}
+    for element_id, text in parser.paragraphs:
+        texts.setdefault(element_id, normalize_space(html.unescape(text)))
+    return texts
+
+
+def build_de_en(root: Path) -> list[Row]:
+    """German→English pairs from LibreOffice help pages, joined on (file, element id)."""
+    help_root = root / "usr/share/libreoffice/help"
+    en_files = sorted((help_root / "en-US" / "text").rglob("*.html"))
+    if not en_files:
+        raise SystemExit(f"no help pages under {help_root / 'en-US' / 'text'}")
+    counts: Counter[str] = Counter()
+    counts["en-US pages"] = len(en_files)
+    seen: set[Row] = set()
+    rows: list[Row] = []
+    for en_file in en_files:
+        relative = en_file.relative_to(help_root / "en-US")
+        de_file = help_root / "de" / relative
+        if not de_file.is_file():
+            counts["en-US pages without a de page"] += 1
+            continue
+        english, german = help_paragraphs(en_file), help_paragraphs(de_file)
+        counts["en-US paragraphs with an id"] += len(english)
+        for element_id, target in english.items():
+            source = german.get(element_id)
+            if source is None:
+                counts["dropped: id missing in de"] += 1
+                continue
+            counts["joined on (file, id)"] += 1
+            if not source or not target:
+                counts["dropped: empty side"] += 1
+            elif any(MARKUP.search(t) or HELP_PLACEHOLDER.search(t) for t in (source, target)):
+                counts["dropped: leftover markup or placeholder"] += 1
+            elif len(source.split()) > MAX_WORDS or len(target.split()) > MAX_WORDS:
+                counts[f"dropped: over {MAX_WORDS} words"] += 1
+            elif same_text(source, target):
+                counts["dropped: untranslated (same text)"] += 1
+            elif (source, target) in seen:
+                counts["dropped: duplicate pair"] += 1
+            else:
+                seen.add((source, target))
+                rows.append((source, target))
+    counts["pairs written"] = len(rows)
+    report("de-en", counts)
+    return rows
+
+
+# --------------------------------------------------------------------------- main
+
+BUILDERS: dict[str, Callable[[Path], list[Row]]] = {"lt-en": build_lt_en, "es-en": build_es_en, "de-en": build_de_en}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, then fetch, build and write each requested corpus."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, help="scratch directory for .deb files (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
+    parser.add_argument("--only", nargs="+", choices=sorted(BUILDERS), help="build only these corpora")
+    args = parser.parse_args(argv)
+    names = args.only or list(BUILDERS)
+    with tempfile.TemporaryDirectory(prefix="gradtune-corpora-") as tmp:
+        work = args.work or Path(tmp)
+        for name in names:
+            print(f"== {name}: packages")
+            root = fetch_and_extract(PACKAGES[name], work / name)
+            rows = BUILDERS[name](root)
+            path = args.out / f"{name}.tsv.gz"
+            written = write_tsv_gz(path, rows)
+            print(f"wrote {written} pairs to {path} ({path.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from gradtune.cli.main import main
+
+sys.exit(main())

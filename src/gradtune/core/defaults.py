@@ -1,0 +1,26 @@
+"""Sensible activations for the usual hyper-parameters.
+
+* ``learning_rate`` (a multiplier) and ``eps``: log space, ``exp``.
+* ``b1``, ``b2``, ``momentum``, ``decay``, ``decay_rate``: ``sigmoid`` in (0, 1).
+* ``weight_decay``, ``label_smoothing``: ``sigmoid`` from 0 to a ceiling well above the
+  initial value, so they start in the sigmoid's live range, never saturated at 0
+  (label smoothing stays below 1).
+"""
+
+from __future__ import annotations
+
+from gradtune.core.activations import Activation
+
+UNIT_INTERVAL = ("b1", "b2", "momentum", "decay", "decay_rate")
+
+
+def default_activation(name: str, init: float) -> Activation:
+    if name in ("learning_rate", "eps"):
+        return Activation("exp")
+    if name in UNIT_INTERVAL:
+        return Activation("sigmoid", 0.0, 1.0)
+    if name == "weight_decay":
+        return Activation("sigmoid", 0.0, max(4.0 * init, 1e-3))
+    if name == "label_smoothing":
+        return Activation("sigmoid", 0.0, min(max(4.0 * init, 0.05), 0.9))
+    return Activation("softplus")

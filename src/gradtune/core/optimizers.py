@@ -1,0 +1,124 @@
+"""Model optimizers whose hyper-parameters can be guided.
+
+Each optimizer is an optax transformation wrapped by ``optax.inject_hyperparams``, so its
+numeric hyper-parameters live in ``opt_state.hyperparams``. To differentiate with respect
+to them, the guided step substitutes traced values into that dict (``with_hyperparams``)
+inside the function being differentiated.
+
+Hyper-parameter names are gradtune's, the same for every optimizer:
+``learning_rate``, ``b1``, ``b2``, ``eps``, ``weight_decay``, ``momentum``,
+``decay_rate`` (Adafactor), ``decay`` (RMSProp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# Differentiating through sqrt(v) at v = 0 (embedding rows not yet seen) gives NaN
+# second-order hypergradients; a tiny eps_root inside the root keeps them finite.
+EPS_ROOT = 1e-16
+
+
+def _sgd(learning_rate):
+    return optax.sgd(learning_rate)
+
+
+def _momentum(learning_rate, momentum, nesterov=False):
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
+
+
+def _adam(learning_rate, b1, b2, eps, weight_decay):
+    # Adam with an L2 term added to the gradient (not decoupled, unlike AdamW).
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=EPS_ROOT),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def _adamw(learning_rate, b1, b2, eps, weight_decay):
+    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=EPS_ROOT, weight_decay=weight_decay)
+
+
+def _lamb(learning_rate, b1, b2, eps, weight_decay):
+    return optax.lamb(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=EPS_ROOT, weight_decay=weight_decay)
+
+
+def _adafactor(learning_rate, decay_rate, b1, weight_decay):
+    return optax.adafactor(
+        learning_rate,
+        decay_rate=decay_rate,
+        momentum=b1,
+        weight_decay_rate=weight_decay,
+        dtype_momentum=jnp.float32,
+    )
+
+
+def _adagrad(learning_rate, eps):
+    return optax.adagrad(learning_rate, eps=eps)
+
+
+def _rmsprop(learning_rate, decay, eps, momentum):
+    return optax.rmsprop(learning_rate, decay=decay, eps=eps, momentum=momentum)
+
+
+@dataclass(frozen=True)
+class OptimizerDef:
+    factory: Callable[..., optax.GradientTransformation]
+    defaults: Mapping[str, float]  # every numeric hyper-parameter but the learning rate
+
+    @property
+    def guidable(self) -> tuple[str, ...]:
+        return ("learning_rate", *self.defaults)
+
+
+OPTIMIZERS: dict[str, OptimizerDef] = {
+    "sgd": OptimizerDef(_sgd, {}),
+    "momentum": OptimizerDef(_momentum, {"momentum": 0.9}),
+    "adam": OptimizerDef(_adam, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 0.0}),
+    "adamw": OptimizerDef(_adamw, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 1e-4}),
+    "lamb": OptimizerDef(_lamb, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 1e-4}),
+    "adafactor": OptimizerDef(_adafactor, {"decay_rate": 0.8, "b1": 0.9, "weight_decay": 0.0}),
+    "adagrad": OptimizerDef(_adagrad, {"eps": 1e-7}),
+    "rmsprop": OptimizerDef(_rmsprop, {"decay": 0.9, "eps": 1e-8, "momentum": 0.0}),
+}
+
+
+def optimizer_def(name: str) -> OptimizerDef:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
+
+
+def make_optimizer(name: str, hyperparams: Mapping[str, float], **static: Any) -> optax.GradientTransformation:
+    """An optax transformation with injectable hyper-parameters.
+
+    Args:
+      name: one of ``OPTIMIZERS``.
+      hyperparams: initial values of the numeric hyper-parameters (gradtune names); the
+        learning rate here is only a placeholder, the step sets it every update.
+      **static: non-numeric options of the factory, e.g. ``nesterov=True``.
+    """
+    definition = optimizer_def(name)
+    values = {"learning_rate": 0.0, **definition.defaults, **hyperparams}
+    unknown = set(values) - set(definition.guidable)
+    if unknown:
+        raise ValueError(
+            f"optimizer {name!r} has no hyper-parameter {', '.join(sorted(unknown))}; "
+            f"it has {', '.join(definition.guidable)}"
+        )
+    return optax.inject_hyperparams(definition.factory)(**values, **static)
+
+
+def with_hyperparams(opt_state: Any, values: Mapping[str, jax.Array]) -> Any:
+    """``opt_state`` with some injected hyper-parameters replaced (traced values welcome)."""
+    hyperparams = dict(opt_state.hyperparams)
+    for name, value in values.items():
+        hyperparams[name] = jnp.asarray(value, hyperparams[name].dtype)
+    return opt_state._replace(hyperparams=hyperparams)

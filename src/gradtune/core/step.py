@@ -1,0 +1,129 @@
+"""The guided training step: one look-ahead update, differentiated by the guide loss.
+
+Per step t, with parameters θ, optimizer state S, raw guided values r (h = act(r)):
+
+1. g = ∇θ L_train(θ; B, φ)           φ: loss-side values (label smoothing, data weights)
+2. (θ', S') = Update(θ, S, g; ψ)      ψ: optimizer-side values (learning rate, b1, …)
+3. F(r) = L_guide(θ'; G)              plain loss on the guide batch, no dropout
+4. r ← MetaOpt(r, clean(∇r F));  θ, S ← θ', S'
+
+θ and S are constants in ∇r F (greedy, horizon 1) and the look-ahead update is the real
+update: one model update per step. ``plain_step`` is the same update with r held.
+
+The model is anything: ``train_loss(params, batch, key, loss_values) -> (loss, aux)`` and
+``guide_loss(params, batch) -> loss`` are the only contact points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtune.core.guided import GuidedSpec, Raw, clean_hypergrads, init_raw, raw_to_values
+from gradtune.core.optimizers import with_hyperparams
+
+TrainLoss = Callable[[Any, Any, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Any]]
+GuideLoss = Callable[[Any, Any], jax.Array]
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # number of model updates taken
+    params: Any
+    opt_state: Any
+    raw: Raw  # raw guided values
+    meta_state: Any
+
+
+@dataclass(frozen=True)
+class GuidedTrainer:
+    """Pure step functions for training with guided hyper-parameters.
+
+    Attributes:
+      train_loss: ``(params, batch, key, loss_values) -> (loss, aux)``; ``loss_values``
+        holds every loss-side value (guided or fixed) by name.
+      guide_loss: ``(params, batch) -> loss``, the guidance objective.
+      optimizer: from ``make_optimizer`` (hyper-parameters injected in its state).
+      schedule: base learning rate by step; the ``learning_rate`` value multiplies it.
+      specs: the guided values.
+      meta_optimizer: the optimizer of the raw values.
+      fixed: values that are not guided but still set every step (the same names as
+        guided ones, so that a run without guidance uses the very same code path).
+    """
+
+    train_loss: TrainLoss
+    guide_loss: GuideLoss
+    optimizer: optax.GradientTransformation
+    schedule: optax.Schedule
+    specs: Sequence[GuidedSpec]
+    meta_optimizer: optax.GradientTransformation
+    fixed: Mapping[str, float] = field(default_factory=dict)
+
+    def init(self, params: Any, dtype: jnp.dtype = jnp.float32) -> TrainState:
+        raw = init_raw(self.specs, dtype)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.optimizer.init(params),
+            raw=raw,
+            meta_state=self.meta_optimizer.init(raw),
+        )
+
+    def values(self, raw: Raw) -> dict[str, jax.Array]:
+        """Every value in use: the fixed ones overridden by the guided ones."""
+        return {**{k: jnp.asarray(v) for k, v in self.fixed.items()}, **raw_to_values(self.specs, raw)}
+
+    def _optimizer_side(self, state: TrainState, values: Mapping[str, jax.Array]):
+        injected = state.opt_state.hyperparams
+        side = {k: v for k, v in values.items() if k in injected}
+        multiplier = side.get("learning_rate", 1.0)
+        side["learning_rate"] = self.schedule(state.step) * multiplier
+        return side
+
+    def lookahead(self, raw: Raw, state: TrainState, batch: Any, key: jax.Array):
+        """Steps 1–2: the real update of θ and S, as a function of the raw values."""
+        values = self.values(raw)
+        hyper = self._optimizer_side(state, values)
+        loss_values = {k: v for k, v in values.items() if k not in state.opt_state.hyperparams}
+        (loss, aux), grads = jax.value_and_grad(self.train_loss, has_aux=True)(state.params, batch, key, loss_values)
+        opt_state = with_hyperparams(state.opt_state, hyper)
+        updates, new_opt_state = self.optimizer.update(grads, opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "train_loss": loss,
+            "learning_rate": hyper["learning_rate"],
+            "grad_norm": optax.tree.norm(grads),
+            **{f"value/{k}": v for k, v in values.items() if jnp.ndim(v) == 0},
+        }
+        return new_params, new_opt_state, metrics, aux
+
+    def plain_step(self, state: TrainState, batch: Any, key: jax.Array):
+        """One model update with the guided values held."""
+        params, opt_state, metrics, aux = self.lookahead(state.raw, state, batch, key)
+        return state._replace(step=state.step + 1, params=params, opt_state=opt_state), metrics, aux
+
+    def guided_step(self, state: TrainState, batch: Any, guide_batch: Any, key: jax.Array):
+        """One model update plus one meta update of the raw values (steps 1–4)."""
+
+        def guide_objective(raw):
+            params, opt_state, metrics, aux = self.lookahead(raw, state, batch, key)
+            return self.guide_loss(params, guide_batch), (params, opt_state, metrics, aux)
+
+        (guide, (params, opt_state, metrics, aux)), hypergrads = jax.value_and_grad(guide_objective, has_aux=True)(
+            state.raw
+        )
+        cleaned, n_cleaned = clean_hypergrads(hypergrads)
+        updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw)
+        raw = optax.apply_updates(state.raw, updates)
+        metrics = {
+            **metrics,
+            "guide_loss": guide,
+            "hypergrad_cleaned": n_cleaned,
+            **{f"hypergrad/{k}": g for k, g in hypergrads.items() if g.ndim == 0},
+        }
+        new_state = TrainState(state.step + 1, params, opt_state, raw, meta_state)
+        return new_state, metrics, aux

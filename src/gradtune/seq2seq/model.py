@@ -1,0 +1,172 @@
+"""A pre-LayerNorm Transformer encoder–decoder (Flax NNX) with tied embeddings.
+
+Rows may be packed with several examples: every token carries a segment id (0 = padding)
+and a position within its example, and attention never crosses segments. Dropout takes
+an explicit key (``None`` = evaluation), so the step functions stay pure: NNX ``Rngs``
+would advance on every call and give different masks to the passes of one guided step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+NEG_INF = -1e9  # finite, so that fully masked (padding) rows stay NaN-free
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 8000
+    d_model: int = 128
+    num_heads: int = 4
+    mlp_dim: int = 512
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    dropout: float = 0.1
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(),
+    "small": ModelConfig(d_model=256, num_heads=4, mlp_dim=1024, encoder_layers=3, decoder_layers=3),
+    "base": ModelConfig(d_model=512, num_heads=8, mlp_dim=2048, encoder_layers=6, decoder_layers=6),
+    "paper": ModelConfig(d_model=1536, num_heads=16, mlp_dim=6144, encoder_layers=6, decoder_layers=6),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def sinusoidal(positions: jax.Array, d_model: int) -> jax.Array:
+    """Sinusoidal embeddings of integer positions, shape positions.shape + (d_model,)."""
+    half = d_model // 2
+    freq = jnp.exp(-jnp.log(10_000.0) * jnp.arange(half) / half)
+    angles = positions[..., None].astype(jnp.float32) * freq
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def segment_mask(q_seg: jax.Array, k_seg: jax.Array, causal: bool = False) -> jax.Array:
+    """(batch, 1, q, k) bool mask: same example, key not padding, optionally causal."""
+    mask = (q_seg[:, :, None] == k_seg[:, None, :]) & (k_seg[:, None, :] > 0)
+    if causal:
+        n = q_seg.shape[1]
+        mask &= jnp.tril(jnp.ones((n, n), bool))
+    return mask[:, None]
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
+        d, self.heads = cfg.d_model, cfg.num_heads
+        self.query = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.key = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.value = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.out = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+
+    def __call__(self, x: jax.Array, context: jax.Array, mask: jax.Array) -> jax.Array:
+        b, q_len, d = x.shape
+        split = lambda t: t.reshape(b, -1, self.heads, d // self.heads)  # noqa: E731
+        q, k, v = split(self.query(x)), split(self.key(context)), split(self.value(context))
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(d // self.heads).astype(x.dtype)
+        weights = jax.nn.softmax(jnp.where(mask, scores, NEG_INF), axis=-1)
+        return self.out(jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, q_len, d))
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.up = nnx.Linear(cfg.d_model, cfg.mlp_dim, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.down = nnx.Linear(cfg.mlp_dim, cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.rate = cfg.dropout
+
+    def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        return self.down(dropout(jax.nn.relu(self.up(x)), self.rate, key))
+
+
+def _keys(key: jax.Array | None, n: int) -> list[jax.Array | None]:
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+class EncoderLayer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.norm_attn = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.attn = Attention(cfg, rngs, dtype)
+        self.norm_mlp = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.mlp = MLP(cfg, rngs, dtype)
+        self.rate = cfg.dropout
+
+    def __call__(self, x, mask, key):
+        k_attn, k_mlp, k_inner = _keys(key, 3)
+        h = self.norm_attn(x)
+        x = x + dropout(self.attn(h, h, mask), self.rate, k_attn)
+        return x + dropout(self.mlp(self.norm_mlp(x), k_inner), self.rate, k_mlp)
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.norm_self = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.self_attn = Attention(cfg, rngs, dtype)
+        self.norm_cross = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.cross_attn = Attention(cfg, rngs, dtype)
+        self.norm_mlp = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.mlp = MLP(cfg, rngs, dtype)
+        self.rate = cfg.dropout
+
+    def __call__(self, x, memory, self_mask, cross_mask, key):
+        k_self, k_cross, k_mlp, k_inner = _keys(key, 4)
+        h = self.norm_self(x)
+        x = x + dropout(self.self_attn(h, h, self_mask), self.rate, k_self)
+        x = x + dropout(self.cross_attn(self.norm_cross(x), memory, cross_mask), self.rate, k_cross)
+        return x + dropout(self.mlp(self.norm_mlp(x), k_inner), self.rate, k_mlp)
+
+
+class Transformer(nnx.Module):
+    """Encoder–decoder over token ids; ``__call__`` returns next-token logits.
+
+    ``dtype`` is that of parameters and computation (float64 for exactness checks).
+    """
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.cfg = cfg
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.encoder = nnx.List([EncoderLayer(cfg, rngs, dtype) for _ in range(cfg.encoder_layers)])
+        self.encoder_norm = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.decoder = nnx.List([DecoderLayer(cfg, rngs, dtype) for _ in range(cfg.decoder_layers)])
+        self.decoder_norm = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+
+    def _embed(self, tokens, positions, key):
+        x = self.embed(tokens) * jnp.sqrt(self.cfg.d_model).astype(self.embed.embedding.dtype)
+        x = x + sinusoidal(positions, self.cfg.d_model).astype(x.dtype)
+        return dropout(x, self.cfg.dropout, key)
+
+    def encode(self, src, src_seg, src_pos, key=None):
+        keys = _keys(key, len(self.encoder) + 1)
+        x = self._embed(src, src_pos, keys[-1])
+        mask = segment_mask(src_seg, src_seg)
+        for layer, k in zip(self.encoder, keys, strict=False):
+            x = layer(x, mask, k)
+        return self.encoder_norm(x)
+
+    def decode(self, memory, src_seg, tgt_in, tgt_seg, tgt_pos, key=None):
+        keys = _keys(key, len(self.decoder) + 1)
+        x = self._embed(tgt_in, tgt_pos, keys[-1])
+        self_mask = segment_mask(tgt_seg, tgt_seg, causal=True)
+        cross_mask = segment_mask(tgt_seg, src_seg)
+        for layer, k in zip(self.decoder, keys, strict=False):
+            x = layer(x, memory, self_mask, cross_mask, k)
+        return self.embed.attend(self.decoder_norm(x))
+
+    def __call__(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+        k_enc, k_dec = _keys(key, 2)
+        memory = self.encode(batch["src"], batch["src_seg"], batch["src_pos"], k_enc)
+        return self.decode(memory, batch["src_seg"], batch["tgt_in"], batch["tgt_seg"], batch["tgt_pos"], k_dec)

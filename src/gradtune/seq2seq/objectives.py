@@ -1,0 +1,37 @@
+"""The model's losses as pure functions of (params, batch), for the guided trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gradtune.seq2seq.loss import accuracy_counts, masked_mean, token_losses
+
+
+def make_losses(graphdef: nnx.GraphDef):
+    """``train_loss``, ``guide_loss`` and ``eval_counts`` for a Transformer's graphdef."""
+
+    def train_loss(params, batch, key: jax.Array, values: Mapping[str, jax.Array]):
+        logits = nnx.merge(graphdef, params)(batch, key)
+        losses = token_losses(logits, batch["tgt_out"], values.get("label_smoothing", 0.0))
+        loss, tokens = masked_mean(losses, batch["tgt_out"])
+        return loss, {"tokens": tokens}
+
+    def guide_loss(params, batch):
+        logits = nnx.merge(graphdef, params)(batch)
+        return masked_mean(token_losses(logits, batch["tgt_out"]), batch["tgt_out"])[0]
+
+    def eval_counts(params, batch):
+        """Summed loss, correct tokens and token count of one batch (to aggregate)."""
+        logits = nnx.merge(graphdef, params)(batch)
+        losses = token_losses(logits, batch["tgt_out"])
+        correct, tokens = accuracy_counts(logits, batch["tgt_out"])
+        mask = batch["tgt_out"] != 0
+        return jnp.stack(
+            [jnp.sum(jnp.where(mask, losses, 0.0)), correct.astype(losses.dtype), tokens.astype(losses.dtype)]
+        )
+
+    return train_loss, guide_loss, eval_counts

@@ -1,0 +1,185 @@
+"""The run configuration: one typed dataclass tree with defaults.
+
+Loaded from a JSON or TOML file, overridden by ``--set key=value`` (a full dotted path such
+as ``optim.learning_rate`` or, when unambiguous, the bare field name), and saved resolved
+(``config.json``) beside each run.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from gradtune.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "lt-en"  # embedded name (lt-en, es-en, de-en) or a TSV path
+    vocab_size: int = 8000
+    row_len: int = 64  # tokens per packed row (source and target alike)
+    batch_rows: int = 32  # rows per training batch
+    guide_rows: int = 32  # rows per guide batch
+    dev_fraction: float = 0.05
+    test_fraction: float = 0.05
+    guide_fraction: float = 0.01
+    min_guide: int = 500
+
+
+@dataclass
+class ModelSection:
+    preset: str = "tiny"  # tiny, small, base, paper; the fields below override it
+    d_model: int | None = None
+    num_heads: int | None = None
+    mlp_dim: int | None = None
+    encoder_layers: int | None = None
+    decoder_layers: int | None = None
+    dropout: float | None = None
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # sgd, momentum, adam, adamw, lamb, adafactor, adagrad, rmsprop
+    learning_rate: float = 2e-3  # the 'constant' factor of the schedule
+    schedule: str = "constant * linear_warmup * rsqrt_normalized_decay"
+    warmup_steps: int = 100
+    # Optimizer hyper-parameters; None = the optimizer's own default (written out resolved).
+    b1: float | None = None
+    b2: float | None = None
+    eps: float | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
+    decay_rate: float | None = None
+    decay: float | None = None
+    nesterov: bool = False
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class GuidanceConfig:
+    enabled: bool = True  # --no-guidance sets False: same optimizer, values held
+    guided: str = "learning_rate"  # comma-separated names of guided values
+    lr_multiplier: float = 1.0  # initial learning-rate multiplier (guided or held)
+    meta_learning_rate: float = 3e-3
+    warmup_steps: int = 0  # plain steps before guidance starts
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 600
+    seed: int = 0
+    eval_every: int = 200
+    log_every: int = 10  # metrics are read back to the host only every this many steps
+    bleu_examples: int = 200  # dev examples decoded for BLEU/chrF at each evaluation
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _leaves(obj: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted path → (section object, field) for every leaf of the tree."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            out.update(_leaves(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = (obj, f)
+    return out
+
+
+def valid_keys(cfg: Config | None = None) -> list[str]:
+    return sorted(_leaves(cfg or Config()))
+
+
+def _resolve_key(leaves: dict, key: str) -> str:
+    if key in leaves:
+        return key
+    matches = [path for path in leaves if path.rsplit(".", 1)[-1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ConfigError(f"config key {key!r} is ambiguous: say {' or '.join(matches)}")
+    raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(leaves))}")
+
+
+def _convert(text_or_value: Any, annotation: Any, key: str) -> Any:
+    """Coerce a string (from --set) or a file value to the field's declared type."""
+    hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    value = text_or_value
+    if isinstance(value, str) and type(None) in options and value.lower() in ("none", "null", ""):
+        return None
+    for kind in (o for o in options if o is not type(None)):
+        try:
+            if kind is bool and isinstance(value, str):
+                if value.lower() in ("true", "1", "yes", "on"):
+                    return True
+                if value.lower() in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if kind is float and isinstance(value, bool):
+                raise ValueError(value)
+            return kind(value)
+        except (TypeError, ValueError):
+            continue
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"config key {key}: {text_or_value!r} is not a valid {names}")
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    leaves = _leaves(cfg)
+    for key, value in overrides.items():
+        path = _resolve_key(leaves, key)
+        section, f = leaves[path]
+        setattr(section, f.name, _convert(value, f.type, path))
+    return cfg
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the file (JSON or TOML), then ``key=value`` overrides."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            text = path.read_text()
+            tree = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {e}") from e
+        apply_overrides(cfg, _flatten(tree))
+    parsed = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        parsed[key.strip()] = value.strip()
+    return apply_overrides(cfg, parsed)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return asdict(cfg)
