@@ -33,8 +33,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Protocol
 
 Row = tuple[str, ...]
+Verse = tuple[str, int, int]  # (book, chapter, verse)
 
 PACKAGES = {
     "lt-en": ["libreoffice-l10n-lt"],
@@ -47,18 +49,27 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "src" / "gradtune" / "dat
 # --------------------------------------------------------------------------- shared helpers
 
 
+class OsisCleaner(Protocol):
+    """What this script needs of ``pysword.cleaner.OSISCleaner`` (imported lazily)."""
+
+    def clean(self, text: str) -> str: ...
+
+
 def normalize_space(text: str) -> str:
     """NFC-normalize, drop control and format characters, and collapse all whitespace to one space."""
     text = unicodedata.normalize("NFC", text)
-    text = "".join(
-        " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf")
-    )
+    text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf"))
     return " ".join(text.split())
 
 
 def same_text(a: str, b: str) -> bool:
     """True when two strings are equal ignoring case and whitespace (an untranslated copy)."""
     return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
+
+
+def step_counter(*steps: str) -> Counter[str]:
+    """A counter whose report lists ``steps`` first, in this order, even when they stay zero."""
+    return Counter(dict.fromkeys(steps, 0))
 
 
 def report(name: str, counts: Counter[str]) -> None:
@@ -127,9 +138,9 @@ PLACEHOLDER = re.compile(
     | \$[A-Za-z_]\w*\$?                        # $exception_type$ $ARG
     | \{[^{}\s]*\}                             # {name} {0}
     | \#\w+\#                                  # #PAGENUMBER# #lib#
-    | \#\d+                                     # #1
-    | (?<![\w#])\#(?![\w#])                     # a lone # standing for a number or name
-    | \$\#\$                                    # $#$
+    | \#\d+                                    # #1
+    | (?<![\w#])\#(?![\w#])                    # a lone # standing for a number or name
+    | \$\#\$                                   # $#$
     | &(?:[a-zA-Z][a-zA-Z0-9]*|\#\d+|\#x[0-9a-fA-F]+);  # &amp; &#1234;
     """,
     re.VERBOSE,
@@ -177,7 +188,17 @@ def build_lt_en(root: Path) -> list[Row]:
     mo_files = sorted(mo_dir.glob("*.mo"))
     if not mo_files:
         raise SystemExit(f"no .mo files under {mo_dir}")
-    counts: Counter[str] = Counter()
+    counts = step_counter(
+        "catalogs",
+        "messages",
+        "dropped: empty translation",
+        "dropped: placeholder or markup",
+        "dropped: line counts differ",
+        "multi-line messages split",
+        "dropped: empty side",
+        "dropped: untranslated (same text)",
+        "dropped: duplicate pair",
+    )
     counts["catalogs"] = len(mo_files)
     seen: set[Row] = set()
     rows: list[Row] = []
@@ -218,23 +239,27 @@ def build_lt_en(root: Path) -> list[Row]:
 # --------------------------------------------------------------------------- es-en: Bibles
 
 SPANISH_MODULE, ENGLISH_MODULE = "spaRV1909eb", "engKJV2006eb"
-UPPER = "A-ZÁÉÍÓÚÜÑ"
-LOWER = "a-záéíóúüñ"
-# A drop-cap run: one or more all-caps words (at least one of two letters or more), then lower case.
-DROP_CAP = re.compile(rf"(?<![\w])((?:[{UPPER}]+[\s,;:.!?¡¿]+)*[{UPPER}]+)(?=[\s,;:.!?¡¿]+[{LOWER}])")
+UPPER = "A-ZÁÉÍÓÚÜÑÂÊÎÔÛ"
+LOWER = "a-záéíóúüñâêîôû"
+# A drop-cap run: all-caps words ("EN", "Y ACONTECIÓ"), then a word in lower or title case.
+DROP_CAP = re.compile(rf"(?<![\w])((?:[{UPPER}]+[\s,;:.!?¡¿]+)*[{UPPER}]+)(?=[\s,;:.!?¡¿]+[{UPPER}]?[{LOWER}])")
 CAPS_WORD = re.compile(rf"\b[{UPPER}]{{2,}}\b")
-# Psalm 119 prefixes every eight verses with the name of a Hebrew letter ("ALEPH. ...").
+# Psalm 119 prefixes each stanza of eight verses with the name of a Hebrew letter ("ALEPH. ...").
 HEBREW_LETTERS = (
-    "ALEPH BETH GIMEL DALETH HE VAU ZAIN CHETH TETH JOD CAPH LAMED MEM NUN SAMECH AIN PE TZADDI COPH RESH SIN SHIN TAU"
-).split()
-ACROSTIC = re.compile(rf"^(?:{'|'.join(HEBREW_LETTERS)})\b\.?\s*")
+    "ALEPH|BETH|GIMEL|DALETH|HE|VAU|ZAIN|CHETH|TETH|JOD|CAPH|LAMED|MEM|NUN|SAMECH|AIN|PE|TZADDI|COPH|RESH|SIN|TAU"
+)
+ACROSTIC = re.compile(rf"^(?:{HEBREW_LETTERS})\b\.?\s*")
 # Spanish pronouns the module adds as <transChange> right after a verb (díjo+le, sáca+lo).
 ENCLITICS = {"lo", "la", "los", "las", "le", "les", "me", "te", "se", "nos", "os"}
 # Words before such a pronoun that are not verbs, so the pronoun stays a separate word.
 NOT_VERBS = {"no", "que", "como", "y", "os", "ellos", "cuánto", "gentes", "dios", "jehová", "josué"}
 TRANS_CHANGE = re.compile(r"<transChange\b[^>]*>(.*?)</transChange>", re.DOTALL)
 TAG = re.compile(r"<[^>]*>")
-USFM_MARKER = re.compile(r"\\\+?[a-z]+\d*\*?\s?")
+KJV_ARTEFACTS = {
+    "USFM markers": re.compile(r"\\\+?[a-z]+\d*\*?\s?"),  # "\nd LORD" left over from the USFM source
+    "pilcrows": re.compile("¶"),
+    "brackets": re.compile(r"[\[\]]"),  # "[but]": a supplied word, printed in italics elsewhere
+}
 
 
 def space_added_words(raw: str, counts: Counter[str]) -> str:
@@ -259,40 +284,55 @@ def space_added_words(raw: str, counts: Counter[str]) -> str:
 
 
 def case_lexicon(texts: Iterable[str]) -> dict[str, str]:
-    """Map each lower-cased word to its most frequent non-all-caps spelling (e.g. ``jehová`` → ``Jehová``)."""
+    """Map lower-cased words to their most frequent spelling inside sentences (``jehová`` → ``Jehová``).
+
+    Only words after a word, comma or semicolon count, so sentence-initial capitals do not.
+    """
     spellings: Counter[str] = Counter()
     for text in texts:
-        spellings.update(w for w in re.findall(r"\w+", text) if not (len(w) > 1 and w.isupper()))
+        spellings.update(w for w in re.findall(r"(?<=[\w,;] )\w+", text) if not (len(w) > 1 and w.isupper()))
     best: dict[str, tuple[int, str]] = {}
     for word, n in spellings.items():
         key = word.lower()
-        if key not in best or (n, word) > best[key]:
-            best[key] = (n, word)
-    return {key: word for key, (_, word) in best.items()}
+        best[key] = max(best.get(key, (0, "")), (n, word))
+    # Capitals may drop a circumflex (ACHAB for Achâb): add unaccented keys that are not words themselves.
+    bare: dict[str, tuple[int, str]] = {}
+    for key, spelling in best.items():
+        bare_key = strip_accents(key)
+        if bare_key not in best:
+            bare[bare_key] = max(bare.get(bare_key, (0, "")), spelling)
+    return {key: word for key, (_, word) in (best | bare).items()}
 
 
-def fix_drop_cap(text: str, lexicon: dict[str, str], anywhere: bool, keep: set[str]) -> tuple[str, bool]:
-    """Re-case the printed drop-cap run ("EN el", "Y ACONTECIÓ que") that opens ``text``.
+def strip_accents(word: str) -> str:
+    """``word`` without combining marks (``achâb`` → ``achab``)."""
+    return "".join(ch for ch in unicodedata.normalize("NFD", word) if not unicodedata.combining(ch))
 
-    With ``anywhere`` the run may follow other text (a Psalm superscription). Runs holding a word
-    of ``keep`` are left alone. The first letter keeps its capital; every other word takes its
-    usual spelling from ``lexicon``, so names stay capitalised ("Y JOSÉ vino" → "Y José vino").
+
+def find_drop_cap(text: str, any_sentence: bool) -> re.Match[str] | None:
+    """The all-caps run printed as a drop cap at the start of ``text`` ("EN el", "Y ACONTECIÓ que").
+
+    With ``any_sentence`` the run may also open a later sentence, e.g. after a Psalm superscription
+    ("Salmo de David. JEHOVÁ es mi pastor").
     """
     for match in DROP_CAP.finditer(text):
-        if not anywhere and text[: match.start()].strip("¡¿(«\"' "):
+        before = text[: match.start()].rstrip("¡¿(«\"' ")
+        opens = not before or (any_sentence and before.endswith((".", ":", "?", "!")))
+        if opens and CAPS_WORD.search(match.group(1)):
+            return match
+        if not any_sentence:
             break
-        caps = set(CAPS_WORD.findall(match.group(1)))
-        if not caps:
-            if anywhere:
-                continue
-            break
-        if caps & keep:
-            break
-        words = re.split(r"(\W+)", match.group(1))
-        fixed = [lexicon.get(w.lower(), w.lower()) if w.isalpha() else w for w in words]
-        fixed[0] = words[0][0] + fixed[0][1:]
-        return text[: match.start()] + "".join(fixed) + text[match.end() :], True
-    return text, False
+    return None
+
+
+def recase(run: str, lexicon: dict[str, str]) -> str:
+    """Give each word of a drop-cap run its usual spelling, keeping the capital of the first letter.
+
+    ``lexicon`` keeps names capitalised: "Y JOSÉ vino" → "Y José vino", "EN el" → "En el".
+    """
+    words = re.split(r"(\W+)", run)
+    fixed = [lexicon.get(w.lower(), w.lower()) if w.isalpha() else w for w in words]
+    return words[0][0] + "".join(fixed)[1:]
 
 
 def inner_caps_words(text: str) -> set[str]:
@@ -300,8 +340,8 @@ def inner_caps_words(text: str) -> set[str]:
     return {m.group() for m in CAPS_WORD.finditer(text) if re.search(f"[{LOWER}]", text[: m.start()])}
 
 
-def read_bible(sword_dir: Path, module: str) -> dict[tuple[str, int, int], tuple[str, str]]:
-    """Raw OSIS text of every verse of ``module`` keyed by (book, chapter, verse), with the OSIS book id."""
+def read_bible(sword_dir: Path, module: str) -> dict[Verse, str]:
+    """Raw OSIS text of every verse of a SWORD module, keyed by (book, chapter, verse), in canonical order."""
     from pysword.modules import SwordModules  # needed only for this corpus
 
     modules = SwordModules(str(sword_dir))
@@ -315,8 +355,49 @@ def read_bible(sword_dir: Path, module: str) -> dict[tuple[str, int, int], tuple
             for chapter, length in enumerate(book.chapter_lengths, 1):
                 for verse in range(1, length + 1):
                     raw = bible.get(books=[book.osis_name], chapters=[chapter], verses=[verse], clean=False)
-                    verses[(book.name, chapter, verse)] = (book.osis_name, raw)
+                    verses[(book.name, chapter, verse)] = raw
     return verses
+
+
+def clean_spanish(verse: Verse, raw: str, cleaner: OsisCleaner, counts: Counter[str]) -> str:
+    """Plain text of an RV1909 verse: tags removed, glued words spaced, Psalm 119 letter names dropped."""
+    text = normalize_space(cleaner.clean(space_added_words(raw, counts)))
+    if verse[:2] == ("Psalms", 119) and verse[2] % 8 == 1 and ACROSTIC.match(text):
+        counts["es: Psalm 119 letter headings removed"] += 1
+        text = ACROSTIC.sub("", text)
+    return text
+
+
+def clean_english(raw: str, cleaner: OsisCleaner, counts: Counter[str]) -> str:
+    """Plain text of a KJV verse, keeping titles the Spanish text also has inline.
+
+    RV1909 carries Psalm superscriptions and epistle subscriptions in the verse text, so the KJV
+    ``<title>``s are kept too, except the Psalm 119 Hebrew-letter headings. Leftover USFM markers
+    (``\\nd``), pilcrows and the brackets of supplied words are removed.
+    """
+    raw = re.sub(r"<title>\s*<foreign>.*?</foreign>\s*</title>", " ", raw, flags=re.DOTALL)
+    text = cleaner.clean(re.sub(r"</?title\b[^>]*>", " ", raw))
+    for label, pattern in KJV_ARTEFACTS.items():
+        text, n = pattern.subn("", text)
+        counts[f"en: {label} removed"] += n
+    return normalize_space(text)
+
+
+def fix_drop_caps(spanish: dict[Verse, str], counts: Counter[str]) -> None:
+    """Re-case the drop caps of chapter openings in place ("EN el principio" → "En el principio").
+
+    Verse 1 (and each Psalm 119 stanza) always counts as an opening. Elsewhere a leading all-caps
+    run is re-cased only if none of its words is also written in capitals inside verses (JAH, TEKEL).
+    """
+    lexicon = case_lexicon(spanish.values())
+    genuine = {w for (_, _, n), text in spanish.items() if n != 1 for w in inner_caps_words(text)}
+    for (book, chapter, n), text in spanish.items():
+        opening = n == 1 or (book == "Psalms" and chapter == 119 and n % 8 == 1)
+        match = find_drop_cap(text, any_sentence=n == 1)
+        if match and (opening or not genuine & set(CAPS_WORD.findall(match.group(1)))):
+            counts["es: drop-cap openings re-cased"] += 1
+            run = recase(match.group(1), lexicon)
+            spanish[(book, chapter, n)] = text[: match.start()] + run + text[match.end() :]
 
 
 def build_es_en(root: Path) -> list[Row]:
@@ -325,54 +406,33 @@ def build_es_en(root: Path) -> list[Row]:
 
     cleaner = OSISCleaner()
     sword_dir = root / "usr/share/sword"
-    counts: Counter[str] = Counter()
+    counts = step_counter(
+        "es: verses in versification",
+        "en: verses in versification",
+        "es: glued added words spaced",
+        "es: Psalm 119 letter headings removed",
+        "es: drop-cap openings re-cased",
+        *(f"en: {label} removed" for label in KJV_ARTEFACTS),
+        "dropped: verse empty on one side",
+        "dropped: leftover markup",
+    )
     spanish_raw = read_bible(sword_dir, SPANISH_MODULE)
     english_raw = read_bible(sword_dir, ENGLISH_MODULE)
     counts["es: verses in versification"] = len(spanish_raw)
     counts["en: verses in versification"] = len(english_raw)
-
-    spanish: dict[tuple[str, int, int], str] = {}
-    for key, (_, raw) in spanish_raw.items():
-        text = normalize_space(cleaner.clean(space_added_words(raw, counts)))
-        if key[0] == "Psalms" and key[1] == 119 and ACROSTIC.match(text):
-            text = ACROSTIC.sub("", text)
-            counts["es: Psalm 119 letter headings removed"] += 1
-        spanish[key] = text
-
-    english: dict[tuple[str, int, int], str] = {}
-    for key, (_, raw) in english_raw.items():
-        # The Spanish text carries Psalm superscriptions and epistle subscriptions inline, so keep
-        # the KJV <title>s too, except the Psalm 119 Hebrew-letter headings.
-        raw = re.sub(r"<title>\s*<foreign>.*?</foreign>\s*</title>", " ", raw, flags=re.DOTALL)
-        raw = re.sub(r"</?title\b[^>]*>", " ", raw)
-        text = cleaner.clean(raw)
-        for pattern, label in ((USFM_MARKER, "USFM markers"), (re.compile("¶"), "pilcrows"), (re.compile(r"[\[\]]"), "brackets")):
-            text, n = pattern.subn("", text)
-            counts[f"en: {label} removed"] += n
-        english[key] = normalize_space(text)
-
-    # Drop caps: the chapter-opening words are printed in capitals ("EN el principio"). Words
-    # that are also capitalised inside verses (JAH, TEKEL) are genuine and left alone elsewhere.
-    lexicon = case_lexicon(spanish.values())
-    genuine = {w for (_, _, verse), text in spanish.items() if verse != 1 for w in inner_caps_words(text)}
-    for (book, chapter, verse), text in spanish.items():
-        opening = verse == 1 or (book == "Psalms" and chapter == 119 and verse % 8 == 1)
-        anywhere = book == "Psalms" and verse == 1
-        text, fixed = fix_drop_cap(text, lexicon, anywhere, set() if opening else genuine)
-        counts["es: drop-cap openings re-cased"] += fixed
-        spanish[(book, chapter, verse)] = text
+    spanish = {verse: clean_spanish(verse, raw, cleaner, counts) for verse, raw in spanish_raw.items()}
+    english = {verse: clean_english(raw, cleaner, counts) for verse, raw in english_raw.items()}
+    fix_drop_caps(spanish, counts)
 
     rows: list[Row] = []
-    for key, text in spanish.items():
-        target = english.get(key, "")
-        if not text or not target:
+    for (book, chapter, n), source in spanish.items():
+        target = english.get((book, chapter, n), "")
+        if not source or not target:
             counts["dropped: verse empty on one side"] += 1
-            continue
-        if "<" in text or ">" in text or "<" in target or ">" in target:
+        elif TAG.search(source) or TAG.search(target):
             counts["dropped: leftover markup"] += 1
-            continue
-        book, chapter, _ = key
-        rows.append((text, target, f"{book} {chapter}"))
+        else:
+            rows.append((source, target, f"{book} {chapter}"))
     counts["pairs written"] = len(rows)
     report("es-en", counts)
     return rows
@@ -382,7 +442,8 @@ def build_es_en(root: Path) -> list[Row]:
 
 PARAGRAPH_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "td", "li"}
 VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-HELP_PLACEHOLDER = re.compile(r"\$\[\w+\]|%PRODUCTNAME|&(?:[a-zA-Z]+|#\d+);")
+# Placeholders left unexpanded, entities left escaped, and Python prompts of code examples.
+HELP_LEFTOVER = re.compile(r"\$\[\w+\]|%PRODUCTNAME|&(?:[a-zA-Z]+|#\d+);|>>>")
 MAX_WORDS = 100
 
 
@@ -459,7 +520,18 @@ def build_de_en(root: Path) -> list[Row]:
     en_files = sorted((help_root / "en-US" / "text").rglob("*.html"))
     if not en_files:
         raise SystemExit(f"no help pages under {help_root / 'en-US' / 'text'}")
-    counts: Counter[str] = Counter()
+    counts = step_counter(
+        "en-US pages",
+        "en-US pages without a de page",
+        "en-US paragraphs with an id",
+        "dropped: id missing in de",
+        "joined on (file, id)",
+        "dropped: empty side",
+        "dropped: leftover markup, placeholder or code",
+        f"dropped: over {MAX_WORDS} words",
+        "dropped: untranslated (same text)",
+        "dropped: duplicate pair",
+    )
     counts["en-US pages"] = len(en_files)
     seen: set[Row] = set()
     rows: list[Row] = []
@@ -479,8 +551,8 @@ def build_de_en(root: Path) -> list[Row]:
             counts["joined on (file, id)"] += 1
             if not source or not target:
                 counts["dropped: empty side"] += 1
-            elif any(MARKUP.search(t) or HELP_PLACEHOLDER.search(t) for t in (source, target)):
-                counts["dropped: leftover markup or placeholder"] += 1
+            elif any(MARKUP.search(t) or HELP_LEFTOVER.search(t) for t in (source, target)):
+                counts["dropped: leftover markup, placeholder or code"] += 1
             elif len(source.split()) > MAX_WORDS or len(target.split()) > MAX_WORDS:
                 counts[f"dropped: over {MAX_WORDS} words"] += 1
             elif same_text(source, target):
@@ -503,7 +575,7 @@ BUILDERS: dict[str, Callable[[Path], list[Row]]] = {"lt-en": build_lt_en, "es-en
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, then fetch, build and write each requested corpus."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, help="scratch directory for .deb files (default: a temporary one)")
+    parser.add_argument("--work", type=Path, help="scratch dir for .debs and unpacked trees (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
     parser.add_argument("--only", nargs="+", choices=sorted(BUILDERS), help="build only these corpora")
     args = parser.parse_args(argv)

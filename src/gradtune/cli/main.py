@@ -19,7 +19,8 @@ examples:
   gradtune train --config my.toml --run-dir runs/mine
 
 --set takes a dotted key (optim.learning_rate) or, when unambiguous, the bare name
-(learning_rate is ambiguous: say optim.learning_rate). Run `gradtune config` for all keys.
+(warmup_steps is ambiguous: say optim.warmup_steps or guidance.warmup_steps).
+`gradtune config` prints every key with its value.
 """
 
 

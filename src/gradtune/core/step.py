@@ -97,7 +97,7 @@ class GuidedTrainer:
             "train_loss": loss,
             "learning_rate": hyper["learning_rate"],
             "grad_norm": optax.tree.norm(grads),
-            **{f"value/{k}": v for k, v in values.items() if jnp.ndim(v) == 0},
+            **{f"value/{s.name}": values[s.name] for s in self.specs if not s.shape},
         }
         return new_params, new_opt_state, metrics, aux
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import sentencepiece as spm
 from flax import nnx
 from tqdm import tqdm
 
+from gradtune.core import TrainState
 from gradtune.data.batching import encode_pairs, epoch_order, pack, prefetch, training_batches
 from gradtune.data.corpora import load_corpus
 from gradtune.data.splits import split_examples
@@ -20,8 +22,8 @@ from gradtune.errors import ConfigError
 from gradtune.seq2seq.model import Transformer, preset
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
-from gradtune.train.checkpoint import save_state
-from gradtune.train.config import Config, to_dict
+from gradtune.train.checkpoint import restore_state, save_state
+from gradtune.train.config import Config, load_config, to_dict
 from gradtune.train.guidance import build_trainer
 from gradtune.train.logbook import Logbook, read_metrics
 from gradtune.train.plot import plot_run
@@ -53,6 +55,24 @@ def model_config(cfg: Config, vocab_size: int):
     return model_cfg
 
 
+def build_state(cfg: Config, vocab_size: int):
+    """Model config, graphdef, trainer setup and initial training state of a run."""
+    model_cfg = model_config(cfg, vocab_size)
+    graphdef, params = nnx.split(Transformer(model_cfg, nnx.Rngs(cfg.train.seed)))
+    train_loss, guide_loss, _ = make_losses(graphdef)
+    setup = build_trainer(cfg, train_loss, guide_loss)
+    return model_cfg, graphdef, setup, setup.trainer.init(params)
+
+
+def load_run(run_dir: Path):
+    """(config, tokenizer, graphdef, final training state) of a finished run."""
+    cfg = load_config(run_dir / "config.json")
+    tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / "tokenizer.model"))
+    _, graphdef, _, like = build_state(cfg, tokenizer.vocab_size())
+    state = TrainState(**restore_state(run_dir / "checkpoint", like._asdict()))
+    return cfg, tokenizer, graphdef, state
+
+
 def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     """Train, evaluate and write every artefact into ``run_dir``; returns the summary."""
     start = time.time()
@@ -70,12 +90,9 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     bleu_dev = splits["dev"][: cfg.train.bleu_examples]
 
     # Model and training state.
-    model_cfg = model_config(cfg, tokenizer.vocab_size())
-    graphdef, params = nnx.split(Transformer(model_cfg, nnx.Rngs(cfg.train.seed)))
-    train_loss, guide_loss, eval_counts = make_losses(graphdef)
-    setup = build_trainer(cfg, train_loss, guide_loss)
+    model_cfg, graphdef, setup, state = build_state(cfg, tokenizer.vocab_size())
     trainer = setup.trainer
-    state = trainer.init(params)
+    eval_counts = make_losses(graphdef)[2]
     (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
 
     # Pure, jitted steps: the dropout key is derived from the step inside the jit.
@@ -106,7 +123,8 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     log = Logbook(run_dir)
     steps, guidance = cfg.train.steps, setup.guided
     pending: list[tuple[int, dict]] = []
-    tokens_seen, interval_start, tokens_per_s = 0.0, time.time(), 0.0
+    intervals: list[tuple[float, float]] = []  # (tokens, seconds) per log interval; the first compiles
+    interval_start = time.time()
     bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True)
     train_start = time.time()
     for step in range(steps):
@@ -120,8 +138,8 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
         if (step + 1) % cfg.train.log_every == 0 or last:
             host = jax.device_get(pending)
             interval_tokens = sum(float(m.pop("tokens")) for _, m in host)
-            tokens_seen += interval_tokens
-            tokens_per_s = interval_tokens / max(time.time() - interval_start, 1e-9)
+            intervals.append((interval_tokens, time.time() - interval_start))
+            tokens_per_s = interval_tokens / max(intervals[-1][1], 1e-9)
             for s, m in host:
                 log.write(s, m)
             pending, interval_start = [], time.time()
@@ -153,12 +171,18 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
         train_pairs=len(splits["train"]),
         guide_pairs=len(splits["guide"]),
         dev_pairs=len(splits["dev"]),
-        tokens_per_second=tokens_seen / max(train_time, 1e-9),
+        tokens_per_second=tokens_per_second(intervals),
         train_seconds=train_time,
         total_seconds=time.time() - start,
     )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def tokens_per_second(intervals: list[tuple[float, float]]) -> float:
+    """Target tokens per second of training steps, compilation and evaluation excluded."""
+    steady = intervals[1:] or intervals
+    return sum(t for t, _ in steady) / max(sum(s for _, s in steady), 1e-9)
 
 
 def write_learned_values(run_dir: Path, records: list[dict], final: dict, guided: tuple[str, ...]) -> None:

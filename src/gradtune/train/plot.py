@@ -34,6 +34,8 @@ def plot_run(records: list[dict], path: Path, title: str = "") -> None:
         ax.set_ylabel(key.removeprefix("value/"))
         if key == "value/learning_rate":
             ax.set_ylabel("lr multiplier")
+        _, ys = _series(records, key)
+        if ys and min(ys) > 0 and max(ys) / min(ys) > 10:
             ax.set_yscale("log")
     axes[-1].set_xlabel("step")
     fig.tight_layout()

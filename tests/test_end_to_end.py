@@ -1,0 +1,70 @@
+"""A tiny run on the embedded lt-en corpus through the CLI: every artefact, loss going down."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gradtune.cli.main import main
+from gradtune.train.logbook import read_metrics
+from gradtune.train.loop import load_run
+
+TINY = [
+    "--set", "vocab_size=300", "--set", "d_model=32", "--set", "num_heads=2", "--set", "mlp_dim=64",
+    "--set", "encoder_layers=1", "--set", "decoder_layers=1", "--set", "row_len=32", "--set", "batch_rows=8",
+    "--set", "guide_rows=8", "--set", "eval_every=15", "--set", "log_every=5", "--set", "bleu_examples=16",
+    "--set", "optim.learning_rate=5e-3", "--set", "optim.warmup_steps=5", "--quiet",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_tiny_guided_run_writes_every_artefact_and_learns(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "30", "--run-dir", str(run), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "dev BLEU" in printed and "learned learning_rate" in printed
+
+    for name in ("config.json", "metrics.jsonl", "tokenizer.model", "learned_values.json", "run.png", "summary.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "checkpoint").is_dir()
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["optim"]["b1"] == 0.9  # resolved optimizer defaults are written out
+    records = read_metrics(run)
+    losses = [r["train_loss"] for r in records if "train_loss" in r]
+    assert [r["step"] for r in records if "train_loss" in r] == list(range(1, 31))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+    multipliers = [r["value/learning_rate"] for r in records if "value/learning_rate" in r]
+    assert multipliers[0] == 1.0 and len(set(multipliers)) > 1  # guided: it moved
+    assert all("guide_loss" in r and "hypergrad/learning_rate" in r for r in records if "train_loss" in r)
+    dev = [r for r in records if "dev_loss" in r]
+    assert [r["step"] for r in dev] == [15, 30] and all(np.isfinite(r["dev_bleu"]) for r in dev)
+
+    learned = json.loads((run / "learned_values.json").read_text())
+    assert learned["guided"] == ["learning_rate"]
+    assert learned["final"]["learning_rate"] == pytest.approx(learned["trajectory"]["learning_rate"][-1][1], rel=0.01)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["dev_loss"] == dev[-1]["dev_loss"] and summary["tokens_per_second"] > 0
+
+    _, _, _, state = load_run(run)
+    assert int(state.step) == 30
+    np.testing.assert_allclose(np.exp(state.raw["learning_rate"]), learned["final"]["learning_rate"], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_no_guidance_holds_the_multiplier_and_skips_the_guide_pass(tmp_path, capsys):
+    run = tmp_path / "base"
+    args = ["train", "--steps", "10", "--no-guidance", "--run-dir", str(run), "--set", "lr_multiplier=0.5", *TINY]
+    assert main(args) == 0
+    records = [r for r in read_metrics(run) if "train_loss" in r]
+    assert len(records) == 10
+    assert not any("guide_loss" in r or "value/learning_rate" in r for r in records)
+    first = records[0]["learning_rate"]
+    assert first == pytest.approx(5e-3 * 0.5 / 5, rel=1e-5)  # base · warmup(1/5) · held multiplier 0.5
+
+
+def test_a_run_directory_that_holds_a_run_is_refused(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert main(["train", "--steps", "1", "--run-dir", str(tmp_path), *TINY]) == 1
+    assert "already holds a run" in capsys.readouterr().err
