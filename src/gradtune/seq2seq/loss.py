@@ -9,14 +9,15 @@ import jax.numpy as jnp
 def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: jax.Array | float = 0.0) -> jax.Array:
     """Per-token loss ``(1 − ε)·(−log p_y) + ε·mean_v(−log p_v)`` (ε = label smoothing).
 
-    Linear in ε, so a guided label smoothing has a cheap, exact hypergradient.
+    Written as ``logsumexp(z) − (1 − ε)·z_y − ε·mean(z)`` so that no (tokens × vocab) array
+    of log-probabilities is materialised. Linear in ε: a guided label smoothing has a
+    cheap, exact hypergradient.
     """
-    log_probs = jax.nn.log_softmax(logits)
-    nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     if isinstance(label_smoothing, float) and label_smoothing == 0.0:
-        return nll
-    uniform = -jnp.mean(log_probs, axis=-1)
-    return (1.0 - label_smoothing) * nll + label_smoothing * uniform
+        return lse - target_logit
+    return lse - (1.0 - label_smoothing) * target_logit - label_smoothing * jnp.mean(logits, axis=-1)
 
 
 def masked_mean(values: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
