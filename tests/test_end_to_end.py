@@ -7,7 +7,7 @@ import pytest
 
 from gradtune.cli.main import main
 from gradtune.train.logbook import read_metrics
-from gradtune.train.loop import load_run
+from gradtune.train.setup import load_run
 
 TINY = [
     "--set", "vocab_size=300", "--set", "d_model=32", "--set", "num_heads=2", "--set", "mlp_dim=64",

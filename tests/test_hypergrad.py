@@ -123,7 +123,7 @@ def test_plain_and_guided_steps_make_the_same_model_update():
     state = trainer.init(params)
     batch, guide, key = _random_batch(rng, 2, 10, 30), _random_batch(rng, 2, 10, 30), jax.random.key(0)
     plain, _, _ = trainer.plain_step(state, batch, key)
-    guided, metrics, _ = trainer.guided_step(state, batch, guide, key)
+    guided, _metrics, _ = trainer.guided_step(state, batch, guide, key)
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(guided.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert float(guided.raw["learning_rate"]) != float(plain.raw["learning_rate"])

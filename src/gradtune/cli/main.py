@@ -49,7 +49,8 @@ def format_summary(summary: dict) -> str:
         f"run           {summary['run_dir']}",
         f"steps         {summary['steps']}  ({summary['train_seconds']:.0f} s training, "
         f"{summary['total_seconds']:.0f} s in all, {summary['tokens_per_second']:,.0f} target tokens/s)",
-        f"data          {summary['train_pairs']} train / {summary['guide_pairs']} guide / {summary['dev_pairs']} dev pairs",
+        f"data          {summary['train_pairs']} train / {summary['guide_pairs']} guide / "
+        f"{summary['dev_pairs']} dev pairs",
         f"dev loss      {summary['dev_loss']:.4f}   token accuracy {summary['dev_accuracy']:.3f}",
         f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   (greedy, dev subset)",
     ]

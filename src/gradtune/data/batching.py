@@ -30,7 +30,7 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], row_len: int) -> l
     targets = tokenizer.encode([t for _, t in pairs])
     cut = row_len - 1
     return [
-        (np.array(s[:cut] + [EOS_ID], np.int32), np.array(t[:cut] + [EOS_ID], np.int32))
+        (np.array([*s[:cut], EOS_ID], np.int32), np.array([*t[:cut], EOS_ID], np.int32))
         for s, t in zip(sources, targets, strict=True)
     ]
 
@@ -97,7 +97,7 @@ def prefetch(iterator: Iterator[Batch], size: int = 4) -> Iterator[Batch]:
         try:
             for item in iterator:
                 items.put(item)
-        except BaseException as e:  # noqa: BLE001 — re-raised in the consumer
+        except BaseException as e:
             items.put(e)
         items.put(done)
 

@@ -37,7 +37,7 @@ def _open_text(path: Path | str, raw: IO[bytes] | None = None) -> IO[str]:
     if name.endswith(".gz"):
         stream = gzip.GzipFile(fileobj=stream)
     elif name.endswith(".xz"):
-        stream = lzma.LZMAFile(stream)
+        stream = lzma.LZMAFile(stream)  # noqa: SIM115 — closed with the returned wrapper
     return io.TextIOWrapper(stream, encoding="utf-8")
 
 

@@ -30,7 +30,7 @@ def split_examples(
     guide_fraction: float = 0.01,
     min_guide: int = 500,
 ) -> dict[str, list[Example]]:
-    if not (0 < dev_fraction and 0 < test_fraction and dev_fraction + test_fraction < 0.5):
+    if not (dev_fraction > 0 and test_fraction > 0 and dev_fraction + test_fraction < 0.5):
         raise DataError("dev_fraction and test_fraction must be > 0 and sum to under 0.5")
     splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
     pool: dict[str, list[Example]] = defaultdict(list)

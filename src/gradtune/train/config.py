@@ -119,7 +119,7 @@ def _convert(text_or_value: Any, annotation: Any, key: str) -> Any:
     hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     value = text_or_value
-    if type(None) in options and (value is None or isinstance(value, str) and value.lower() in ("none", "null", "")):
+    if type(None) in options and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
         return None
     for kind in (o for o in options if o is not type(None)):
         try:

@@ -27,7 +27,7 @@ def translate(tokenizer, graphdef, params, sources: Sequence[str], row_len: int,
         chunk = list(sources[start : start + batch_size])
         ids = np.zeros((batch_size, row_len), np.int32)
         for i, piece_ids in enumerate(tokenizer.encode(chunk)):
-            row = piece_ids[: row_len - 1] + [EOS_ID]
+            row = [*piece_ids[: row_len - 1], EOS_ID]
             ids[i, : len(row)] = row
         tokens = np.asarray(greedy_decode(graphdef, params, ids, max_len=row_len, bos_id=BOS_ID, eos_id=EOS_ID))
         for row in tokens[: len(chunk)]:

@@ -4,73 +4,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import jax
 import numpy as np
-import sentencepiece as spm
-from flax import nnx
 from tqdm import tqdm
 
-from gradtune.core import TrainState
-from gradtune.data.batching import encode_pairs, epoch_order, pack, prefetch, training_batches
-from gradtune.data.corpora import load_corpus
-from gradtune.data.splits import split_examples
-from gradtune.data.tokenizer import load_or_train
+from gradtune.data.batching import epoch_order, pack, prefetch, training_batches
 from gradtune.errors import ConfigError
-from gradtune.seq2seq.model import Transformer, preset
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
-from gradtune.train.checkpoint import restore_state, save_state
-from gradtune.train.config import Config, load_config, to_dict
-from gradtune.train.guidance import build_trainer
+from gradtune.train.checkpoint import save_state
+from gradtune.train.config import Config, to_dict
+from gradtune.train.inputs import prepare_data
 from gradtune.train.logbook import Logbook, read_metrics
 from gradtune.train.plot import plot_run
-
-
-def prepare_data(cfg: Config, run_dir: Path):
-    """Splits, tokenizer (cached in the run directory) and encoded examples."""
-    d = cfg.data
-    splits = split_examples(load_corpus(d.corpus), d.dev_fraction, d.test_fraction, d.guide_fraction, d.min_guide)
-    train_text = (s for e in splits["train"] for s in (e.source, e.target))
-    tokenizer = load_or_train(run_dir / "tokenizer.model", train_text, d.vocab_size)
-    encoded = {
-        name: encode_pairs(tokenizer, [(e.source, e.target) for e in split], d.row_len)
-        for name, split in splits.items()
-    }
-    return splits, tokenizer, encoded
-
-
-def model_config(cfg: Config, vocab_size: int):
-    overrides = {k: v for k, v in asdict(cfg.model).items() if k != "preset" and v is not None}
-    try:
-        model_cfg = preset(cfg.model.preset, vocab_size=vocab_size, **overrides)
-    except ValueError as e:
-        raise ConfigError(f"model.preset: {e}") from e
-    if model_cfg.d_model % model_cfg.num_heads:
-        raise ConfigError(
-            f"model.d_model ({model_cfg.d_model}) must be a multiple of num_heads ({model_cfg.num_heads})"
-        )
-    return model_cfg
-
-
-def build_state(cfg: Config, vocab_size: int):
-    """Model config, graphdef, trainer setup and initial training state of a run."""
-    model_cfg = model_config(cfg, vocab_size)
-    graphdef, params = nnx.split(Transformer(model_cfg, nnx.Rngs(cfg.train.seed)))
-    train_loss, guide_loss, _ = make_losses(graphdef)
-    setup = build_trainer(cfg, train_loss, guide_loss)
-    return model_cfg, graphdef, setup, setup.trainer.init(params)
-
-
-def load_run(run_dir: Path):
-    """(config, tokenizer, graphdef, final training state) of a finished run."""
-    cfg = load_config(run_dir / "config.json")
-    tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / "tokenizer.model"))
-    _, graphdef, _, like = build_state(cfg, tokenizer.vocab_size())
-    state = TrainState(**restore_state(run_dir / "checkpoint", like._asdict()))
-    return cfg, tokenizer, graphdef, state
+from gradtune.train.setup import build_state
 
 
 def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
