@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from gradtune.cli.translate import add_commands as add_translate_commands
 from gradtune.errors import GradtuneError
 
 EPILOG_TRAIN = """\
@@ -45,6 +46,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def format_summary(summary: dict) -> str:
+    decoding = "greedy" if summary["beam_size"] == 1 else f"beam {summary['beam_size']}"
     lines = [
         f"run           {summary['run_dir']}",
         f"steps         {summary['steps']}  ({summary['train_seconds']:.0f} s training, "
@@ -52,7 +54,7 @@ def format_summary(summary: dict) -> str:
         f"data          {summary['train_pairs']} train / {summary['guide_pairs']} guide / "
         f"{summary['dev_pairs']} dev pairs",
         f"dev loss      {summary['dev_loss']:.4f}   token accuracy {summary['dev_accuracy']:.3f}",
-        f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   (greedy, dev subset)",
+        f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   ({decoding}, dev subset)",
     ]
     for key, t in summary.items():
         if key.endswith("_trajectory"):
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("corpus", nargs="?", default="lt-en", help="embedded name (lt-en, es-en, de-en) or a TSV path")
     prepare.add_argument("--out", help="also write the splits as TSV files into this folder")
     prepare.set_defaults(func=_prepare)
+
+    add_translate_commands(commands)
     return parser
 
 

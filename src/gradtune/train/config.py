@@ -76,6 +76,9 @@ class TrainConfig:
     eval_every: int = 200
     log_every: int = 10  # metrics are read back to the host only every this many steps
     bleu_examples: int = 200  # dev examples decoded for BLEU/chrF at each evaluation
+    beam_size: int = 1  # beam of those translations (1 = greedy)
+    length_penalty: float = 0.6  # GNMT length-penalty alpha of beam search
+    best_metric: str = "dev_loss"  # dev_loss or dev_bleu: the evaluation that picks the "best" checkpoint
 
 
 @dataclass

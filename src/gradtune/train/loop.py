@@ -25,6 +25,10 @@ from gradtune.train.setup import build_state
 def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     """Train, evaluate and write every artefact into ``run_dir``; returns the summary."""
     start = time.time()
+    if cfg.train.best_metric not in ("dev_loss", "dev_bleu"):
+        raise ConfigError(f"train.best_metric is {cfg.train.best_metric!r}; choose dev_loss or dev_bleu")
+    if cfg.train.beam_size < 1:
+        raise ConfigError(f"train.beam_size is {cfg.train.beam_size}; it must be at least 1 (1 = greedy)")
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "summary.json").exists() or (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"{run_dir} already holds a run; choose another --run-dir")
@@ -59,7 +63,9 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
 
     def run_eval(step: int) -> dict[str, float]:
         dev = evaluate.loss_and_accuracy(eval_counts, state.params, dev_batches)
-        hyps = evaluate.translate(tokenizer, graphdef, state.params, [e.source for e in bleu_dev], d.row_len)
+        sources = [e.source for e in bleu_dev]
+        beam, alpha = cfg.train.beam_size, cfg.train.length_penalty
+        hyps = evaluate.translate(tokenizer, graphdef, state.params, sources, d.row_len, beam_size=beam, alpha=alpha)
         scores = evaluate.bleu_chrf(hyps, [e.target for e in bleu_dev])
         return {
             "dev_loss": dev["loss"],
@@ -117,6 +123,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     summary.update(
         run_dir=str(run_dir),
         steps=steps,
+        beam_size=cfg.train.beam_size,
         train_pairs=len(splits["train"]),
         guide_pairs=len(splits["guide"]),
         dev_pairs=len(splits["dev"]),
