@@ -73,6 +73,12 @@ class GuidedTrainer:
             meta_state=self.meta_optimizer.init(raw),
         )
 
+    def reset(self, state: TrainState) -> TrainState:
+        """``state`` with the guided values back at their initial values, meta state fresh."""
+        dtype = jax.tree.leaves(state.raw)[0].dtype if state.raw else jnp.float32
+        raw = init_raw(self.specs, dtype)
+        return state._replace(raw=raw, meta_state=self.meta_optimizer.init(raw))
+
     def values(self, raw: Raw) -> dict[str, jax.Array]:
         """Every value in use: the fixed ones overridden by the guided ones."""
         return {**{k: jnp.asarray(v) for k, v in self.fixed.items()}, **raw_to_values(self.specs, raw)}

@@ -77,11 +77,12 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def training_batches(examples: Sequence[Encoded], rows: int, row_len: int, seed: int) -> Iterator[Batch]:
-    """Endless packed batches, reshuffled every epoch."""
+def training_batches(examples: Sequence[Encoded], rows: int, row_len: int, seed: int) -> Iterator[tuple[int, Batch]]:
+    """Endless ``(epoch, batch)`` of packed batches, reshuffled every epoch."""
     epoch = 0
     while True:
-        yield from pack(examples, epoch_order(len(examples), seed, epoch), rows, row_len)
+        for batch in pack(examples, epoch_order(len(examples), seed, epoch), rows, row_len):
+            yield epoch, batch
         epoch += 1
 
 

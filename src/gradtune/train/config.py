@@ -63,10 +63,18 @@ class OptimConfig:
 @dataclass
 class GuidanceConfig:
     enabled: bool = True  # --no-guidance sets False: same optimizer, values held
-    guided: str = "learning_rate"  # comma-separated names of guided values
+    guided: str = "learning_rate"  # comma-separated guided values; 'all' = every optimizer-side one
     lr_multiplier: float = 1.0  # initial learning-rate multiplier (guided or held)
+    # Per-value activation and meta step: "name:kind[,floor=F][,ceiling=C][,steepness=S][,meta_lr=M]; ..."
+    specs: str = ""
+    meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
+    meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"
+    clip: float | None = None  # clip each cleaned hypergradient to [-clip, clip]
     warmup_steps: int = 0  # plain steps before guidance starts
+    guide_every: int = 1  # a guided step every k steps; plain steps in between
+    reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never
+    guide_batch: str = "fixed"  # fixed | cycle (new each guided step) | epoch (new each epoch) | train
 
 
 @dataclass

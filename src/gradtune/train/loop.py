@@ -10,12 +10,13 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from gradtune.data.batching import epoch_order, pack, prefetch, training_batches
+from gradtune.data.batching import pack, prefetch, training_batches
 from gradtune.errors import ConfigError
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
 from gradtune.train.checkpoint import save_state
 from gradtune.train.config import Config, to_dict
+from gradtune.train.guide_batches import guide_batches
 from gradtune.train.inputs import prepare_data
 from gradtune.train.logbook import Logbook, read_metrics
 from gradtune.train.plot import plot_run
@@ -29,12 +30,11 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     if (run_dir / "summary.json").exists() or (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"{run_dir} already holds a run; choose another --run-dir")
 
-    # Data: splits, tokenizer, a prefetched stream of packed batches, a fixed guide batch.
+    # Data: splits, tokenizer, a prefetched stream of packed batches, the guide batches.
     splits, tokenizer, encoded = prepare_data(cfg, run_dir)
-    d = cfg.data
+    d, g = cfg.data, cfg.guidance
     train_stream = prefetch(training_batches(encoded["train"], d.batch_rows, d.row_len, cfg.train.seed))
-    guide_order = epoch_order(len(encoded["guide"]), cfg.train.seed, 0)
-    guide_batch = next(pack(encoded["guide"], guide_order, d.guide_rows, d.row_len))
+    guide_batch = guide_batches(g.guide_batch, encoded["guide"], d.guide_rows, d.row_len, cfg.train.seed)
     dev_batches = list(pack(encoded["dev"], range(len(encoded["dev"])), d.batch_rows, d.row_len))
     bleu_dev = splits["dev"][: cfg.train.bleu_examples]
 
@@ -51,7 +51,8 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
         return trainer.plain_step(state, batch, jax.random.fold_in(root_key, state.step))
 
     def guided(state, batch, guide):
-        return trainer.guided_step(state, batch, guide, jax.random.fold_in(root_key, state.step))
+        new_state, metrics, aux = trainer.guided_step(state, batch, guide, jax.random.fold_in(root_key, state.step))
+        return new_state, {**metrics, "meta_learning_rate": setup.meta_schedule(state.step)}, aux
 
     plain_step = jax.jit(plain, donate_argnums=0)
     guided_step = jax.jit(guided, donate_argnums=0)
@@ -77,9 +78,11 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True)
     train_start = time.time()
     for step in range(steps):
-        batch = next(train_stream)
-        if guidance and step >= cfg.guidance.warmup_steps:
-            state, metrics, aux = guided_step(state, batch, guide_batch)
+        epoch, batch = next(train_stream)
+        if guidance and g.reset_every and step and step % g.reset_every == 0:
+            state = trainer.reset(state)
+        if guidance and step >= g.warmup_steps and (step - g.warmup_steps) % g.guide_every == 0:
+            state, metrics, aux = guided_step(state, batch, guide_batch(epoch, batch))
         else:
             state, metrics, aux = plain_step(state, batch)
         pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
