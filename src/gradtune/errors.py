@@ -11,7 +11,3 @@ class DataError(GradtuneError, ValueError):
 
 class ConfigError(GradtuneError, ValueError):
     """A configuration problem (names the key or value and the valid choices)."""
-
-
-class RunError(GradtuneError, ValueError):
-    """A run directory or checkpoint problem (names the directory or checkpoint and the fix)."""

@@ -18,6 +18,8 @@ examples:
   gradtune train --no-guidance                     # the same run, learning rate held
   gradtune train --set lr_multiplier=0.1 --set meta_learning_rate=1e-2
   gradtune train --config my.toml --run-dir runs/mine
+  gradtune train --resume runs/mine                # after Ctrl-C, kill or a crash
+  gradtune train --resume runs/mine --steps 2000   # ... and train for longer
 
 --set takes a dotted key (optim.learning_rate) or, when unambiguous, the bare name
 (warmup_steps is ambiguous: say optim.warmup_steps or guidance.warmup_steps).
@@ -28,34 +30,49 @@ examples:
 def _train(args: argparse.Namespace) -> int:
     from gradtune.train.config import load_config
     from gradtune.train.loop import train
+    from gradtune.train.resume import check_compatible
 
     overrides = list(args.set)
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
     if args.no_guidance:
         overrides.append("guidance.enabled=false")
-    cfg = load_config(args.config, overrides)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.config or args.run_dir:
+            raise GradtuneError("--resume takes the run's own config and directory; drop --config and --run-dir")
+        saved = run_dir / "config.json"
+        if not saved.is_file():
+            raise GradtuneError(f"{run_dir} holds no run to resume (no config.json)")
+        cfg = load_config(saved, overrides)
+        check_compatible(load_config(saved), cfg)
+    else:
+        cfg = load_config(args.config, overrides)
+        label = "guided" if cfg.guidance.enabled else "baseline"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.run_dir or f"runs/{cfg.data.corpus.replace('/', '_')}-{label}-{stamp}")
     if cfg.train.steps < 1:
         raise GradtuneError("train.steps must be at least 1")
-    label = "guided" if cfg.guidance.enabled else "baseline"
-    run_dir = Path(args.run_dir or f"runs/{cfg.data.corpus.replace('/', '_')}-{label}-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"gradtune: training into {run_dir}", file=sys.stderr)
-    summary = train(cfg, run_dir, progress=not args.quiet)
+    summary = train(cfg, run_dir, progress=not args.quiet, resume=bool(args.resume))
     print(format_summary(summary))
     return 0
 
 
 def format_summary(summary: dict) -> str:
-    decoding = "greedy" if summary["beam_size"] == 1 else f"beam {summary['beam_size']}"
     lines = [
-        f"run           {summary['run_dir']}",
+        f"run           {summary['run_dir']}" + ("" if summary["finished"] else "  (stopped early: resume it)"),
         f"steps         {summary['steps']}  ({summary['train_seconds']:.0f} s training, "
         f"{summary['total_seconds']:.0f} s in all, {summary['tokens_per_second']:,.0f} target tokens/s)",
         f"data          {summary['train_pairs']} train / {summary['guide_pairs']} guide / "
         f"{summary['dev_pairs']} dev pairs",
-        f"dev loss      {summary['dev_loss']:.4f}   token accuracy {summary['dev_accuracy']:.3f}",
-        f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   ({decoding}, dev subset)",
     ]
+    if "dev_loss" in summary:
+        decoding = "greedy" if summary["beam_size"] == 1 else f"beam {summary['beam_size']}"
+        lines += [
+            f"dev loss      {summary['dev_loss']:.4f}   token accuracy {summary['dev_accuracy']:.3f}",
+            f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   ({decoding}, dev subset)",
+        ]
     for key, t in summary.items():
         if key.endswith("_trajectory"):
             name = key.removesuffix("_trajectory")
@@ -90,6 +107,20 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_hypergrads(args: argparse.Namespace) -> int:
+    from gradtune.core import OPTIMIZERS
+    from gradtune.experiments.check_hypergrads import check_all, format_table
+
+    unknown = set(args.optimizer) - set(OPTIMIZERS)
+    if unknown:
+        raise GradtuneError(f"unknown optimizer {', '.join(sorted(unknown))}; choose from {', '.join(OPTIMIZERS)}")
+    start = time.time()
+    rows = check_all(args.optimizer or None, seed=args.seed)
+    print(format_table(rows))
+    print(f"({time.time() - start:.0f} s)")
+    return 0 if all(r.passed for r in rows) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradtune", description="Learn hyper-parameters during training, by the gradient of a guide loss."
@@ -111,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-guidance", action="store_true", help="train the baseline: same run, values held at their initial values"
     )
     train.add_argument("--run-dir", help="where to write the run (default runs/CORPUS-guided|baseline-TIME)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest complete checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -118,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--config", help="a JSON or TOML config file")
     config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     config.set_defaults(func=_config)
+
+    check = commands.add_parser(
+        "check-hypergrads",
+        help="check every optimizer's hypergradients against finite differences (float64)",
+        description="For every optimizer and every guidable value, compare the hypergradient of a guided step "
+        "on a small random Transformer (after 3 warm-up steps) with a central finite difference in float64. "
+        "Prints a table; exits 1 on any mismatch.",
+    )
+    check.add_argument("--optimizer", action="append", default=[], help="check only this optimizer (repeatable)")
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(func=_check_hypergrads)
 
     prepare = commands.add_parser("prepare", help="split a corpus into train/guide/dev/test and report the sizes")
     prepare.add_argument("corpus", nargs="?", default="lt-en", help="embedded name (lt-en, es-en, de-en) or a TSV path")

@@ -86,6 +86,8 @@ def _load(args: argparse.Namespace):
 
     if args.beam < 1 or args.batch_size < 1:
         raise GradtuneError("--beam and --batch-size must be at least 1")
+    if not Path(args.run).is_dir():
+        raise GradtuneError(f"{args.run}: no such run directory; pass one that `gradtune train` wrote (runs/...)")
     return load_run(Path(args.run), args.checkpoint)
 
 

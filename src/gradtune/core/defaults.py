@@ -2,9 +2,10 @@
 
 * ``learning_rate`` (a multiplier) and ``eps``: log space, ``exp``.
 * ``b1``, ``b2``, ``momentum``, ``decay``, ``decay_rate``: ``sigmoid`` in (0, 1).
-* ``weight_decay``, ``label_smoothing``: ``sigmoid`` from 0 to a ceiling well above the
-  initial value, so they start in the sigmoid's live range, never saturated at 0
-  (label smoothing stays below 1).
+* ``weight_decay``, ``label_smoothing``: ``sigmoid`` from 0 to a ceiling of 4× the
+  initial value (label smoothing: at most 0.9), so they start a quarter of the way up, in
+  the sigmoid's live range, never saturated at 0. An initial value of 0 cannot be
+  guided this way: the error says so.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def default_activation(name: str, init: float) -> Activation:
     if name in UNIT_INTERVAL:
         return Activation("sigmoid", 0.0, 1.0)
     if name == "weight_decay":
-        return Activation("sigmoid", 0.0, max(4.0 * init, 1e-3))
+        return Activation("sigmoid", 0.0, 4.0 * init)
     if name == "label_smoothing":
         return Activation("sigmoid", 0.0, min(max(4.0 * init, 0.05), 0.9))
     return Activation("softplus")

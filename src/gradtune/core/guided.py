@@ -63,6 +63,7 @@ def meta_optimizer(
 ) -> optax.GradientTransformation:
     """The optimizer of the raw guided values (default: Adam at ``learning_rate``).
 
+    ``clip`` bounds each (cleaned) hypergradient to [−clip, clip] before ``base``.
     Per-value ``meta_lr_scale`` multiplies each value's step after the base optimizer, so
     it really scales the step even for scale-invariant optimizers such as Adam.
     """

@@ -81,12 +81,12 @@ class OptimizerDef:
 OPTIMIZERS: dict[str, OptimizerDef] = {
     "sgd": OptimizerDef(_sgd, {}),
     "momentum": OptimizerDef(_momentum, {"momentum": 0.9}),
-    "adam": OptimizerDef(_adam, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 0.0}),
+    "adam": OptimizerDef(_adam, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 1e-4}),
     "adamw": OptimizerDef(_adamw, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 1e-4}),
     "lamb": OptimizerDef(_lamb, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 1e-4}),
-    "adafactor": OptimizerDef(_adafactor, {"decay_rate": 0.8, "b1": 0.9, "weight_decay": 0.0}),
+    "adafactor": OptimizerDef(_adafactor, {"decay_rate": 0.8, "b1": 0.9, "weight_decay": 1e-4}),
     "adagrad": OptimizerDef(_adagrad, {"eps": 1e-7}),
-    "rmsprop": OptimizerDef(_rmsprop, {"decay": 0.9, "eps": 1e-8, "momentum": 0.0}),
+    "rmsprop": OptimizerDef(_rmsprop, {"decay": 0.9, "eps": 1e-8, "momentum": 0.9}),
 }
 
 

@@ -77,12 +77,20 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def training_batches(examples: Sequence[Encoded], rows: int, row_len: int, seed: int) -> Iterator[Batch]:
-    """Endless packed batches, reshuffled every epoch."""
-    epoch = 0
+def training_batches(
+    examples: Sequence[Encoded], rows: int, row_len: int, seed: int, start: tuple[int, int] = (0, 0)
+) -> Iterator[tuple[int, int, Batch]]:
+    """Endless ``(epoch, index, batch)`` of packed batches, reshuffled every epoch.
+
+    The order depends only on ``seed``, so a run resumes exactly by starting at the
+    position ``(epoch, index)`` of the first batch it has not consumed.
+    """
+    epoch, skip = start
     while True:
-        yield from pack(examples, epoch_order(len(examples), seed, epoch), rows, row_len)
-        epoch += 1
+        for index, batch in enumerate(pack(examples, epoch_order(len(examples), seed, epoch), rows, row_len)):
+            if index >= skip:
+                yield epoch, index, batch
+        epoch, skip = epoch + 1, 0
 
 
 def prefetch(iterator: Iterator[Batch], size: int = 4) -> Iterator[Batch]:

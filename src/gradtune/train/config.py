@@ -63,10 +63,18 @@ class OptimConfig:
 @dataclass
 class GuidanceConfig:
     enabled: bool = True  # --no-guidance sets False: same optimizer, values held
-    guided: str = "learning_rate"  # comma-separated names of guided values
+    guided: str = "learning_rate"  # comma-separated guided values; 'all' = every optimizer-side one
     lr_multiplier: float = 1.0  # initial learning-rate multiplier (guided or held)
+    # Per-value activation and meta step: "name:kind[,floor=F][,ceiling=C][,steepness=S][,meta_lr=M]; ..."
+    specs: str = ""
+    meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
+    meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"
+    clip: float | None = None  # clip each cleaned hypergradient to [-clip, clip]
     warmup_steps: int = 0  # plain steps before guidance starts
+    guide_every: int = 1  # a guided step every k steps; plain steps in between
+    reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never
+    guide_batch: str = "fixed"  # fixed | cycle (new each guided step) | epoch (new each epoch) | train
 
 
 @dataclass
@@ -76,9 +84,12 @@ class TrainConfig:
     eval_every: int = 200
     log_every: int = 10  # metrics are read back to the host only every this many steps
     bleu_examples: int = 200  # dev examples decoded for BLEU/chrF at each evaluation
+    checkpoint_every: int = 200  # also at every evaluation, on SIGINT/SIGTERM and at the end
+    keep_checkpoints: int = 3  # the newest K, plus the best
     beam_size: int = 1  # beam of those translations (1 = greedy)
     length_penalty: float = 0.6  # GNMT length-penalty alpha of beam search
-    best_metric: str = "dev_loss"  # dev_loss or dev_bleu: the evaluation that picks the "best" checkpoint
+    best_metric: str = "dev_loss"  # dev_loss, dev_bleu, dev_chrf or dev_accuracy
+    max_nonfinite: int = 5  # stop after this many NaN/inf losses in a row (each update skipped)
 
 
 @dataclass

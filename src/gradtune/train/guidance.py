@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from gradtune.core import GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer, optimizer_def, parse_schedule
+import optax
+
+from gradtune.core import (
+    GuidedSpec,
+    GuidedTrainer,
+    make_optimizer,
+    meta_optimizer,
+    optimizer_def,
+    parse_schedule,
+)
 from gradtune.core.defaults import default_activation
 from gradtune.errors import ConfigError
 from gradtune.train.config import Config
+from gradtune.train.guide_batches import POLICIES
 
 LOSS_SIDE = ("label_smoothing",)
 
@@ -17,36 +27,94 @@ class Setup:
     trainer: GuidedTrainer
     hyperparams: dict[str, float]  # resolved optimizer hyper-parameters
     guided: tuple[str, ...]
+    meta_schedule: optax.Schedule
 
 
 def guided_names(cfg: Config) -> tuple[str, ...]:
     """The guided values named in the config, checked against the optimizer's."""
     if not cfg.guidance.enabled:
         return ()
-    name = cfg.optim.optimizer
-    allowed = (*optimizer_def(name).guidable, *LOSS_SIDE)
+    definition = optimizer_def(cfg.optim.optimizer)
+    allowed = (*definition.guidable, *LOSS_SIDE)
     names: list[str] = []
     for item in (s.strip() for s in cfg.guidance.guided.split(",")):
         if item in ("", "none"):
             continue
-        expanded = optimizer_def(name).guidable if item == "all" else (item,)
-        for value in expanded:
+        for value in definition.guidable if item == "all" else (item,):
             if value not in allowed:
                 raise ConfigError(
-                    f"optimizer {name} has no guidable value {value!r}; its guidable values: {', '.join(allowed)}"
+                    f"optimizer {cfg.optim.optimizer} has no guidable value {value!r}; "
+                    f"its guidable values: {', '.join(allowed)} (or 'all')"
                 )
             if value not in names:
                 names.append(value)
     return tuple(names)
 
 
+def parse_spec_overrides(text: str) -> dict[str, dict[str, str]]:
+    """``"wd:sigmoid,ceiling=0.01; eps:exp,meta_lr=10"`` → {name: {kind, floor, …}}."""
+    overrides: dict[str, dict[str, str]] = {}
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        name, sep, rest = entry.partition(":")
+        parts = [p.strip() for p in rest.split(",") if p.strip()]
+        fields = {"kind": parts[0]} if parts and "=" not in parts[0] else {}
+        for part in parts[len(fields) :]:
+            key, eq, value = part.partition("=")
+            if not eq or key not in ("kind", "floor", "ceiling", "steepness", "meta_lr"):
+                raise ConfigError(
+                    f"guidance.specs: cannot read {part!r} in {entry!r}; "
+                    "write name:kind[,floor=F][,ceiling=C][,steepness=S][,meta_lr=M]"
+                )
+            fields[key] = value
+        if not sep or not name.strip():
+            raise ConfigError(f"guidance.specs: {entry!r} lacks 'name:'; e.g. 'weight_decay:sigmoid,ceiling=0.01'")
+        overrides[name.strip()] = fields
+    return overrides
+
+
+def make_spec(name: str, init: float, override: dict[str, str]) -> GuidedSpec:
+    activation = default_activation(name, init)
+    try:
+        numbers = {k: float(v) for k, v in override.items() if k != "kind"}
+        meta_lr = numbers.pop("meta_lr", 1.0)
+        activation = replace(activation, kind=override.get("kind", activation.kind), **numbers)
+        activation.inverse(init)  # fails now, not at init, on a bad initial value
+    except ValueError as e:
+        raise ConfigError(f"guided {name}: {e}") from e
+    return GuidedSpec(name, init, activation, meta_lr_scale=meta_lr)
+
+
+def build_meta_optimizer(cfg: Config, specs: list[GuidedSpec]) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    g = cfg.guidance
+    try:
+        schedule = parse_schedule(g.meta_schedule, g.meta_learning_rate, 0, cfg.train.steps)
+    except ValueError as e:
+        raise ConfigError(f"guidance.meta_schedule: {e}") from e
+    factory = getattr(optax, g.meta_optimizer, None)
+    if not callable(factory) or g.meta_optimizer.startswith("_"):
+        raise ConfigError(
+            f"guidance.meta_optimizer: optax has no optimizer {g.meta_optimizer!r}; e.g. adam, sgd, rmsprop"
+        )
+    try:
+        base = factory(schedule)
+    except TypeError as e:
+        raise ConfigError(f"guidance.meta_optimizer: optax.{g.meta_optimizer} does not take a learning rate") from e
+    return meta_optimizer(specs, base=base, clip=g.clip), schedule
+
+
 def build_trainer(cfg: Config, train_loss, guide_loss) -> Setup:
     """The trainer of the run; also writes the resolved hyper-parameters into ``cfg.optim``."""
-    optim = cfg.optim
+    optim, g = cfg.optim, cfg.guidance
     try:
         definition = optimizer_def(optim.optimizer)
     except ValueError as e:
-        raise ConfigError(str(e)) from e
+        raise ConfigError(f"optim.optimizer: {e}") from e
+    if g.guide_batch not in POLICIES:
+        raise ConfigError(f"guidance.guide_batch: {g.guide_batch!r}; choose one of {', '.join(POLICIES)}")
+    if g.guide_every < 1 or g.reset_every < 0 or g.warmup_steps < 0:
+        raise ConfigError("guidance.guide_every must be ≥ 1, reset_every and warmup_steps ≥ 0")
     hyperparams = {}
     for key, default in definition.defaults.items():
         value = getattr(optim, key)
@@ -59,23 +127,23 @@ def build_trainer(cfg: Config, train_loss, guide_loss) -> Setup:
     except ValueError as e:
         raise ConfigError(f"optim.schedule: {e}") from e
 
-    fixed = {"learning_rate": cfg.guidance.lr_multiplier, "label_smoothing": optim.label_smoothing, **hyperparams}
+    fixed = {"learning_rate": g.lr_multiplier, "label_smoothing": optim.label_smoothing, **hyperparams}
     names = guided_names(cfg)
-    specs = []
-    for name in names:
-        try:
-            spec = GuidedSpec(name, fixed[name], default_activation(name, fixed[name]))
-            spec.activation.inverse(spec.init)  # fails now, not at init, on a bad initial value
-            specs.append(spec)
-        except ValueError as e:
-            raise ConfigError(f"guided {name}: {e}") from e
+    overrides = parse_spec_overrides(g.specs)
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise ConfigError(
+            f"guidance.specs names {', '.join(sorted(unknown))}, which is not guided ({', '.join(names) or 'none'})"
+        )
+    specs = [make_spec(name, fixed[name], overrides.get(name, {})) for name in names]
+    meta, meta_schedule = build_meta_optimizer(cfg, specs)
     trainer = GuidedTrainer(
         train_loss=train_loss,
         guide_loss=guide_loss,
         optimizer=optimizer,
         schedule=schedule,
         specs=tuple(specs),
-        meta_optimizer=meta_optimizer(specs, cfg.guidance.meta_learning_rate),
+        meta_optimizer=meta,
         fixed=fixed,
     )
-    return Setup(trainer, hyperparams, names)
+    return Setup(trainer, hyperparams, names, meta_schedule)

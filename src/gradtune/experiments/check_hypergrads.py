@@ -1,0 +1,125 @@
+"""Every optimizer × every guidable value: hypergradient against a central finite difference.
+
+In float64, on a small random Transformer with dropout, after a few warm-up steps (b1's
+and Adafactor decay's hypergradients are exactly 0 on the first step). A value passes when
+
+    |hypergradient − fd| ≤ rtol·|fd| + atol,   atol = the finite difference's round-off,
+
+with atol = 8·ε₆₄·max|F(r ± h)| / h: each evaluation of F carries a relative error of a few
+ε₆₄, and the difference divides it by 2h. Values whose |fd| is below atol cannot be
+confirmed by any finite difference; they are marked, not skipped.
+
+The guided step itself is the only compiled function per optimizer: it gives the
+hypergradient, and its guide loss at perturbed raw values gives F(r ± h).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from gradtune.core import OPTIMIZERS, GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer
+from gradtune.core.defaults import default_activation
+from gradtune.seq2seq.model import ModelConfig, Transformer
+from gradtune.seq2seq.objectives import make_losses
+
+LOSS_SIDE = ("label_smoothing",)
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+@dataclass(frozen=True)
+class Row:
+    optimizer: str
+    value: str
+    hypergrad: float
+    fd: float
+    atol: float
+    rtol: float
+
+    @property
+    def error(self) -> float:
+        return abs(self.hypergrad - self.fd)
+
+    @property
+    def passed(self) -> bool:
+        return self.error <= self.rtol * abs(self.fd) + self.atol
+
+    @property
+    def below_atol(self) -> bool:
+        return abs(self.fd) <= self.atol
+
+
+def random_batch(rng: np.random.Generator, rows: int, length: int, vocab: int) -> dict[str, np.ndarray]:
+    """Rows packed with two examples each and two padding tokens at the end."""
+    half, used = length // 2, length - 2
+    index = np.arange(length)
+    seg = np.where(index < half, 1, 2) * (index < used)
+    pos = np.where(index < half, index, index - half) * (seg > 0)
+    batch = {}
+    for side in ("src", "tgt"):
+        batch[f"{side}_seg"] = np.tile(seg, (rows, 1)).astype(np.int32)
+        batch[f"{side}_pos"] = np.tile(pos, (rows, 1)).astype(np.int32)
+    for name in ("src", "tgt_in", "tgt_out"):
+        batch[name] = (rng.integers(4, vocab, (rows, length)) * (seg > 0)).astype(np.int32)
+    return batch
+
+
+def check_optimizer(name: str, seed: int = 0, warmup: int = 3, h: float = 1e-4, rtol: float = 1e-4) -> list[Row]:
+    """Rows for every guidable value of optimizer ``name`` (call inside ``jax.enable_x64``)."""
+    rng = np.random.default_rng(seed)
+    vocab = 40
+    cfg = ModelConfig(vocab_size=vocab, d_model=16, num_heads=2, mlp_dim=32, encoder_layers=1, decoder_layers=1)
+    graphdef, params = nnx.split(Transformer(cfg, nnx.Rngs(seed), dtype=jnp.float64))
+    train_loss, guide_loss, _ = make_losses(graphdef)
+    definition = OPTIMIZERS[name]
+    fixed = {"learning_rate": 1.0, "label_smoothing": 0.1, **definition.defaults}
+    names = (*definition.guidable, *LOSS_SIDE)
+    specs = tuple(GuidedSpec(n, fixed[n], default_activation(n, fixed[n])) for n in names)
+    trainer = GuidedTrainer(
+        train_loss, guide_loss, make_optimizer(name, definition.defaults), lambda step: 1e-2, specs,
+        meta_optimizer(specs), fixed,
+    )  # fmt: skip
+    step = jax.jit(trainer.guided_step)
+    state = trainer.init(params, jnp.float64)
+    for i in range(warmup):
+        state, _, _ = step(state, random_batch(rng, 3, 12, vocab), random_batch(rng, 2, 12, vocab), jax.random.key(i))
+
+    batch, guide, key = random_batch(rng, 3, 12, vocab), random_batch(rng, 2, 12, vocab), jax.random.key(warmup)
+    hypergrads = step(state, batch, guide, key)[1]
+
+    def guide_loss_at(value: str, delta: float) -> float:
+        raw = {**state.raw, value: state.raw[value] + delta}
+        return float(step(state._replace(raw=raw), batch, guide, key)[1]["guide_loss"])
+
+    rows = []
+    for value in names:
+        plus, minus = guide_loss_at(value, h), guide_loss_at(value, -h)
+        fd = (plus - minus) / (2 * h)
+        atol = 8 * EPS64 * max(abs(plus), abs(minus)) / h
+        rows.append(Row(name, value, float(hypergrads[f"hypergrad/{value}"]), fd, atol, rtol))
+    return rows
+
+
+def check_all(optimizers: list[str] | None = None, seed: int = 0) -> list[Row]:
+    with jax.enable_x64(True):
+        return [row for name in optimizers or list(OPTIMIZERS) for row in check_optimizer(name, seed)]
+
+
+def format_table(rows: list[Row]) -> str:
+    lines = [
+        f"{'optimizer':10s} {'value':16s} {'hypergradient':>14s} {'finite diff':>14s} {'error':>10s} {'atol':>10s}  ok"
+    ]
+    for r in rows:
+        mark = "yes" if r.passed else "NO"
+        if r.below_atol:
+            mark += " (|fd| < atol)"
+        lines.append(
+            f"{r.optimizer:10s} {r.value:16s} {r.hypergrad:14.6e} {r.fd:14.6e} {r.error:10.2e} {r.atol:10.2e}  {mark}"
+        )
+    failed = sum(not r.passed for r in rows)
+    lines.append(f"{len(rows) - failed}/{len(rows)} passed (rtol {rows[0].rtol:g}, float64, central differences)")
+    return "\n".join(lines)
