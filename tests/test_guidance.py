@@ -28,7 +28,9 @@ def test_all_means_every_optimizer_side_value_and_label_smoothing_is_named_expli
 
 
 def test_a_value_the_optimizer_lacks_is_a_one_line_error_listing_its_values():
-    with pytest.raises(ConfigError, match=r"optimizer sgd has no guidable value 'b2'; its guidable values: learning_rate"):
+    with pytest.raises(
+        ConfigError, match=r"optimizer sgd has no guidable value 'b2'; its guidable values: learning_rate"
+    ):
         _setup("optimizer=sgd", "guided=b2")
 
 
@@ -54,10 +56,15 @@ def test_default_activations_keep_values_in_range_and_unsaturated():
 
 
 def test_spec_overrides_set_activation_steepness_and_meta_step():
-    setup = _setup("guided=learning_rate,label_smoothing", "specs=label_smoothing:sigmoid,ceiling=0.5,steepness=2,meta_lr=4")
+    setup = _setup(
+        "guided=learning_rate,label_smoothing", "specs=label_smoothing:sigmoid,ceiling=0.5,steepness=2,meta_lr=4"
+    )
     spec = {s.name: s for s in setup.trainer.specs}["label_smoothing"]
     assert (spec.activation.ceiling, spec.activation.steepness, spec.meta_lr_scale) == (0.5, 2.0, 4.0)
-    assert parse_spec_overrides("eps:exp; b1:sigmoid,floor=0.5") == {"eps": {"kind": "exp"}, "b1": {"kind": "sigmoid", "floor": "0.5"}}
+    assert parse_spec_overrides("eps:exp; b1:sigmoid,floor=0.5") == {
+        "eps": {"kind": "exp"},
+        "b1": {"kind": "sigmoid", "floor": "0.5"},
+    }
 
 
 @pytest.mark.parametrize(

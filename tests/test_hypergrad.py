@@ -128,3 +128,20 @@ def test_plain_and_guided_steps_make_the_same_model_update():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert float(guided.raw["learning_rate"]) != float(plain.raw["learning_rate"])
     assert int(guided.step) == int(plain.step) == 1
+
+
+def test_a_non_finite_loss_skips_the_update_and_counts_it():
+    def loss(params, batch):
+        return jnp.sum(params * batch)  # inf when the batch holds inf
+
+    specs = (GuidedSpec("learning_rate", 1.0, Activation("exp")),)
+    trainer = _trainer(lambda p, b, k, v: (loss(p, b), {}), loss, make_optimizer("adamw", {}), specs)
+    state = trainer.init(jnp.ones(3))
+    good, bad = jnp.ones(3), jnp.array([1.0, jnp.inf, 1.0])
+    for step in (trainer.plain_step, lambda s, b, k: trainer.guided_step(s, b, good, k)):
+        new, metrics, _ = step(state, bad, jax.random.key(0))
+        assert int(metrics["skipped"]) == 1 and int(new.step) == 1
+        for a, b in zip(jax.tree.leaves(new._replace(step=0)), jax.tree.leaves(state._replace(step=0)), strict=True):
+            np.testing.assert_array_equal(a, b)
+        new, metrics, _ = step(state, good, jax.random.key(0))
+        assert int(metrics["skipped"]) == 0 and not np.array_equal(new.params, state.params)
