@@ -47,8 +47,10 @@ def beam_search(
     Each beam's score is its log-probability over the length penalty of its length (EOS
     counted). At every position all beams are extended, the best beam_size of the candidates
     are kept by score, and a finished beam (one that emitted EOS) stays as one candidate with
-    its score unchanged; the search stops when every beam has finished. With beam_size 1 this
-    is greedy decoding. Tokens after EOS are 0 (padding).
+    its score unchanged. The search stops when no live beam can still beat the best finished
+    one of its example (log-probabilities only fall; the penalty is monotone in length), so
+    it returns what searching to the last position would. With beam_size 1 this is greedy
+    decoding. Tokens after EOS are 0 (padding).
     """
     batch, k = max_lengths.shape[0], beam_size
     examples = jnp.arange(batch)[:, None]
@@ -80,8 +82,11 @@ def beam_search(
         return i + 1, tokens, log_prob, length, done, state
 
     def searching(carry):
-        i, *_, done, _ = carry
-        return (i < max_len) & ~jnp.all(done)
+        i, _, log_prob, length, done, _ = carry
+        best_finished = jnp.max(jnp.where(done, log_prob / length_penalty(length, alpha), NEG_INF), axis=1)
+        best_penalty = jnp.maximum(length_penalty(i + 1, alpha), length_penalty(max_lengths, alpha))[:, None]
+        best_reachable = jnp.max(jnp.where(done, NEG_INF, log_prob / best_penalty), axis=1)
+        return (i < max_len) & jnp.any(best_reachable > best_finished)
 
     init = (
         0,
