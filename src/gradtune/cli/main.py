@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from gradtune.cli import prepare
 from gradtune.errors import GradtuneError
 
 EPILOG_TRAIN = """\
@@ -70,24 +71,6 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    from gradtune.data.corpora import load_corpus
-    from gradtune.data.splits import split_examples
-
-    splits = split_examples(load_corpus(args.corpus))
-    out = Path(args.out) if args.out else None
-    for name, examples in splits.items():
-        print(f"{name:6s} {len(examples):7d} pairs")
-        if out:
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = out / f"{name}.tsv.tmp"
-            tmp.write_text("".join(f"{e.source}\t{e.target}\n" for e in examples), encoding="utf-8")
-            tmp.replace(out / f"{name}.tsv")
-    if out:
-        print(f"wrote {', '.join(f'{n}.tsv' for n in splits)} to {out}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradtune", description="Learn hyper-parameters during training, by the gradient of a guide loss."
@@ -117,10 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     config.set_defaults(func=_config)
 
-    prepare = commands.add_parser("prepare", help="split a corpus into train/guide/dev/test and report the sizes")
-    prepare.add_argument("corpus", nargs="?", default="lt-en", help="embedded name (lt-en, es-en, de-en) or a TSV path")
-    prepare.add_argument("--out", help="also write the splits as TSV files into this folder")
-    prepare.set_defaults(func=_prepare)
+    prepare.add_parser(commands)
     return parser
 
 

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from gradtune.data.batching import epoch_order, pack, prefetch, training_batches
+from gradtune.data.batching import BatchStream, batch_shapes, epoch_order, pack
 from gradtune.errors import ConfigError
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
@@ -32,7 +32,8 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     # Data: splits, tokenizer, a prefetched stream of packed batches, a fixed guide batch.
     splits, tokenizer, encoded = prepare_data(cfg, run_dir)
     d = cfg.data
-    train_stream = prefetch(training_batches(encoded["train"], d.batch_rows, d.row_len, cfg.train.seed))
+    shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
+    train_stream = BatchStream(encoded["train"], shapes, cfg.train.seed)
     guide_order = epoch_order(len(encoded["guide"]), cfg.train.seed, 0)
     guide_batch = next(pack(encoded["guide"], guide_order, d.guide_rows, d.row_len))
     dev_batches = list(pack(encoded["dev"], range(len(encoded["dev"])), d.batch_rows, d.row_len))
@@ -103,6 +104,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
             bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
             interval_start = time.time()
     bar.close()
+    train_stream.close()
     train_time = time.time() - train_start
     log.close()
 
