@@ -55,6 +55,8 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], row_len: int) -> l
 
 def batch_shapes(row_len: int, batch_rows: int, batch_tokens: int = 0) -> list[Shape]:
     """The shapes of a run's training batches, shortest rows first (see the module's docstring)."""
+    if row_len < 2 or batch_rows < 1:
+        raise DataError(f"data.row_len ({row_len}) must be at least 2 and data.batch_rows ({batch_rows}) at least 1")
     if batch_tokens <= 0:
         return [(batch_rows, row_len)]
     if batch_tokens < row_len:
