@@ -65,6 +65,7 @@ def write_all(out: Path, files: dict[str, str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Prepare the sources of the config (the arguments override it); print the report; write ``--out``."""
     from gradtune.data.prepare import format_report
     from gradtune.train.config import load_config
     from gradtune.train.inputs import load_splits

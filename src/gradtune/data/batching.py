@@ -73,6 +73,17 @@ def example_lengths(examples: Sequence[Encoded]) -> np.ndarray:
     return np.array([(len(src), len(tgt)) for src, tgt in examples], np.int64).reshape(-1, 2)
 
 
+def check_fit(examples: Sequence[Encoded], shapes: Sequence[Shape]) -> np.ndarray:
+    """The examples' lengths, once it is sure that there are some and each fits a row."""
+    if not examples:
+        raise DataError("no training examples to batch; use a bigger corpus or relax the cleaning filters")
+    lengths = example_lengths(examples)
+    longest, row_len = int(lengths.max()), max(length for _, length in shapes)
+    if longest > row_len:
+        raise DataError(f"an example of {longest} tokens does not fit rows of {row_len}; raise data.row_len")
+    return lengths
+
+
 class _Filling:
     """First-fit placement into the rows of one batch being filled."""
 
@@ -162,7 +173,7 @@ def training_batches(
     The order depends only on (examples, shapes, seed): resuming from a state gives the same
     batches as going on. Skipped batches are planned, not built.
     """
-    lengths = example_lengths(examples)
+    lengths = check_fit(examples, shapes)
     epoch, skip = start
     while True:
         plans = plan_batches(lengths, epoch_order(len(examples), seed, epoch), shapes)
@@ -193,11 +204,7 @@ class BatchStream:
         start: StreamState = START,
         prefetch: int = 4,
     ):
-        if not examples:
-            raise DataError("no training examples to batch; use a bigger corpus or relax the cleaning filters")
-        longest, row_len = int(example_lengths(examples).max()), max(length for _, length in shapes)
-        if longest > row_len:
-            raise DataError(f"an example of {longest} tokens does not fit rows of {row_len}; raise data.row_len")
+        check_fit(examples, shapes)
         self._state = StreamState(*start)
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()

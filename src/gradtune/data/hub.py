@@ -92,8 +92,9 @@ def load_hub(dataset: str, pair: str, corpus: int = 0) -> Corpus:
             ) from None
         table = datasets.load_dataset(repo, config, split="train")
     source, _, target = pair.partition("-")  # columns are by language, whatever the config's order
-    columns = table.flatten()
-    sources, targets = columns[f"translation.{source}"], columns[f"translation.{target}"]
+    columns = table.flatten().data  # Arrow columns: far faster to read than rows
+    sources = columns.column(f"translation.{source}").to_pylist()
+    targets = columns.column(f"translation.{target}").to_pylist()
     examples = [Example(s.strip(), t.strip(), s.strip(), corpus) for s, t in zip(sources, targets, strict=True)]
     if not examples:
         raise DataError(f"{name}: the hub's training split is empty; choose another pair")
