@@ -161,6 +161,11 @@ def test_prepare_takes_the_guide_split_from_a_user_file(tmp_path, capsys):
         ({"c.tsv": "same\tsame\n"}, ["c.tsv"], r"c\.tsv: cleaning removed all 1 pairs"),
         ({"c.tsv": "".join(f"s{i}\tt{i}\n" for i in range(100))}, ["c.tsv"], r"only \d+ training pairs: too few"),
         ({}, ["wmt19:xx-en"], r"wmt19 has no pair 'xx-en'"),
+        (
+            {"c.tsv": "a\tb\nc\td\n", "g.tsv": "x\ty\n"},
+            ["c.tsv", "--guide", "g.tsv"],
+            r"c\.tsv: the (dev|test|train) split is empty; use a bigger corpus",
+        ),
     ],
 )
 def test_prepare_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path, capsys, files, args, message):
@@ -174,3 +179,12 @@ def test_prepare_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path, ca
     assert err.startswith("gradtune: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert re.search(message, err), err
     assert not out.exists()
+
+
+def test_a_vocabulary_too_large_for_the_data_stops_training_with_one_line(tmp_path, capsys):
+    run, corpus = tmp_path / "run", _corpus(tmp_path / "c.tsv")
+    args = ["--run-dir", str(run), "--set", f"corpus={corpus}", "--set", "vocab_size=20000", "--quiet"]
+    assert main(["train", "--steps", "1", *args]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert re.fullmatch(r"gradtune: error: data\.vocab_size 20000 is larger than the training data allows .*", err)
+    assert not any(run.iterdir())  # nothing half-written

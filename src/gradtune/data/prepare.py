@@ -60,7 +60,10 @@ def prepare_splits(
         guide, guide_removed, guide_kept = _cleaned(guide_corpora, filters, "guide corpus")
         report["guide_corpora"] = _corpus_report(guide_corpora, guide_kept)
         report["guide_removed"] = guide_removed
-    splits = split_examples(examples, dev_fraction, test_fraction, guide_fraction, min_guide, guide)
+    try:
+        splits = split_examples(examples, dev_fraction, test_fraction, guide_fraction, min_guide, guide)
+    except DataError as e:
+        raise DataError(f"{corpus}: {e}") from e
     if guide:
         report["removed"]["in the guide corpus"] = len(examples) - sum(len(splits[s]) for s in ("train", "dev", "test"))
     report["splits"] = {name: len(split) for name, split in splits.items()}
