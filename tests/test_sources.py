@@ -138,6 +138,7 @@ def test_prepare_reports_each_filter_and_writes_every_split(tmp_path, capsys):
     lines = {name: (out / f"{name}.tsv").read_text(encoding="utf-8").splitlines() for name in report["splits"]}
     assert {name: len(rows) for name, rows in lines.items()} == report["splits"]
     assert sum(report["splits"].values()) == 3_000 and len(lines["guide"]) == 500
+    assert len({line for rows in lines.values() for line in rows}) == 3_000  # no pair in two splits
 
 
 def test_prepare_takes_the_guide_split_from_a_user_file(tmp_path, capsys):

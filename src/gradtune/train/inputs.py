@@ -31,5 +31,7 @@ def prepare_data(cfg: Config, run_dir: Path):
         name: encode_pairs(tokenizer, [(e.source, e.target) for e in split], d.row_len)
         for name, split in splits.items()
     }
-    (run_dir / "data.json").write_text(json.dumps(prepared.report, indent=2) + "\n")
+    report = run_dir / "data.json.tmp"
+    report.write_text(json.dumps(prepared.report, indent=2) + "\n")
+    report.replace(run_dir / "data.json")
     return splits, tokenizer, encoded
