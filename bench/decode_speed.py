@@ -28,7 +28,7 @@ from gradtune.data.tokenizer import BOS_ID, EOS_ID
 from gradtune.seq2seq.decode import translate_ids
 from gradtune.seq2seq.model import Transformer, preset
 from gradtune.train import evaluate
-from gradtune.train.inputs import split_corpus
+from gradtune.train.inputs import load_splits
 from gradtune.train.setup import load_run
 
 
@@ -53,7 +53,7 @@ def random_model_decoder(sentences: int, batch_size: int, row_len: int = 64, see
 def run_decoder(run_dir: Path, sentences: int, batch_size: int):
     """decode(beam_size) of the first test sentences of a trained run."""
     cfg, tokenizer, graphdef, state = load_run(run_dir)
-    sources = [e.source for e in split_corpus(cfg)["test"][:sentences]]
+    sources = [e.source for e in load_splits(cfg.data).splits["test"][:sentences]]
 
     def decode(beam_size: int) -> None:
         evaluate.translate(

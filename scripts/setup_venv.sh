@@ -13,6 +13,6 @@ stamp="$venv/.gradtune-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   echo "gradtune: installing into $venv (first time: about a minute)" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev,hub]" >&2
   touch "$stamp"
 fi

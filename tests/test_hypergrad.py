@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from gradtune.core import Activation, GuidedSpec, GuidedTrainer, clean_hypergrads, make_optimizer, meta_optimizer
+from gradtune.experiments.check_hypergrads import random_batch
 from gradtune.seq2seq.model import ModelConfig, Transformer
 from gradtune.seq2seq.objectives import make_losses
 
@@ -40,20 +41,6 @@ def test_learning_rate_hypergradient_of_sgd_has_the_closed_form():
         np.testing.assert_allclose(metrics["guide_loss"], loss(theta - eta * g, (Xg, yg)), rtol=1e-12)
 
 
-def _random_batch(rng, rows, length, vocab):
-    """Packed rows of two examples each, with padding at the end."""
-    batch = {}
-    half, used = length // 2, length - 2
-    seg = np.where(np.arange(length) < half, 1, 2) * (np.arange(length) < used)
-    pos = np.where(np.arange(length) < half, np.arange(length), np.arange(length) - half) * (seg > 0)
-    for side in ("src", "tgt"):
-        batch[f"{side}_seg"] = np.tile(seg, (rows, 1)).astype(np.int32)
-        batch[f"{side}_pos"] = np.tile(pos, (rows, 1)).astype(np.int32)
-    for name in ("src", "tgt_in", "tgt_out"):
-        batch[name] = (rng.integers(4, vocab, (rows, length)) * (seg > 0)).astype(np.int32)
-    return batch
-
-
 @pytest.mark.parametrize("optimizer", ["adamw", "lamb"])
 def test_guided_learning_rate_matches_central_finite_difference_on_a_transformer(optimizer):
     """float64, dropout on (the same masks in every pass), after two real updates.
@@ -75,9 +62,9 @@ def test_guided_learning_rate_matches_central_finite_difference_on_a_transformer
         )
         state = trainer.init(params, jnp.float64)
         for i in range(2):
-            state, _, _ = trainer.plain_step(state, _random_batch(rng, 3, 12, 40), jax.random.key(10 + i))
+            state, _, _ = trainer.plain_step(state, random_batch(rng, 3, 12, 40), jax.random.key(10 + i))
 
-        batch, guide, key = _random_batch(rng, 3, 12, 40), _random_batch(rng, 2, 12, 40), jax.random.key(7)
+        batch, guide, key = random_batch(rng, 3, 12, 40), random_batch(rng, 2, 12, 40), jax.random.key(7)
         _, metrics, _ = jax.jit(trainer.guided_step)(state, batch, guide, key)
 
         def objective(r):
@@ -121,7 +108,7 @@ def test_plain_and_guided_steps_make_the_same_model_update():
         train_loss, guide_loss, make_optimizer("adamw", {}), specs, schedule=optax.constant_schedule(1e-3)
     )
     state = trainer.init(params)
-    batch, guide, key = _random_batch(rng, 2, 10, 30), _random_batch(rng, 2, 10, 30), jax.random.key(0)
+    batch, guide, key = random_batch(rng, 2, 10, 30), random_batch(rng, 2, 10, 30), jax.random.key(0)
     plain, _, _ = trainer.plain_step(state, batch, key)
     guided, _metrics, _ = trainer.guided_step(state, batch, guide, key)
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(guided.params), strict=True):

@@ -61,20 +61,22 @@ def test_sigint_checkpoints_and_resume_ends_exactly_like_the_uninterrupted_run(
     reference, tmp_path, monkeypatch, capsys
 ):
     run = tmp_path / "run"
-    real_prefetch = loop.prefetch
 
-    def interrupt_at_seventh_batch(iterator):
-        for i, item in enumerate(real_prefetch(iterator)):
-            if i == 6:
+    class InterruptedStream(loop.BatchStream):
+        taken = 0
+
+        def __next__(self):
+            InterruptedStream.taken += 1
+            if InterruptedStream.taken == 7:
                 signal.raise_signal(signal.SIGINT)  # as Ctrl-C during step 7
-            yield item
+            return super().__next__()
 
-    monkeypatch.setattr(loop, "prefetch", interrupt_at_seventh_batch)
+    monkeypatch.setattr(loop, "BatchStream", InterruptedStream)
     assert main(["train", "--run-dir", str(run), *RUN]) == 0
     err = capsys.readouterr().err
     assert "stopped by SIGINT after step 7" in err and f"gradtune train --resume {run}" in err
     assert complete_steps(run)[-1] == 7
-    monkeypatch.setattr(loop, "prefetch", real_prefetch)
+    monkeypatch.undo()
 
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert "resuming" in capsys.readouterr().err

@@ -70,9 +70,9 @@ def test_evaluate_scores_as_training_did_and_writes_json(run, tmp_path, capsys):
     """--src/--ref with the dev subset training scored, at its beam: the chrF it logged."""
     capsys.readouterr()
     cfg, *_ = load_run(run)
-    from gradtune.train.inputs import split_corpus
+    from gradtune.train.inputs import load_splits
 
-    dev = split_corpus(cfg)["dev"][: cfg.train.bleu_examples]
+    dev = load_splits(cfg.data).splits["dev"][: cfg.train.bleu_examples]
     (tmp_path / "dev.lt").write_text("".join(f"{e.source}\n" for e in dev), encoding="utf-8")
     (tmp_path / "dev.en").write_text("".join(f"{e.target}\n" for e in dev), encoding="utf-8")
     args = ["evaluate", "--run", str(run), "--beam", "2", "--src", str(tmp_path / "dev.lt"), "--ref"]

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from gradtune.cli import prepare
 from gradtune.cli.translate import add_commands as add_translate_commands
 from gradtune.errors import GradtuneError
 
@@ -89,24 +90,6 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    from gradtune.data.corpora import load_corpus
-    from gradtune.data.splits import split_examples
-
-    splits = split_examples(load_corpus(args.corpus))
-    out = Path(args.out) if args.out else None
-    for name, examples in splits.items():
-        print(f"{name:6s} {len(examples):7d} pairs")
-        if out:
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = out / f"{name}.tsv.tmp"
-            tmp.write_text("".join(f"{e.source}\t{e.target}\n" for e in examples), encoding="utf-8")
-            tmp.replace(out / f"{name}.tsv")
-    if out:
-        print(f"wrote {', '.join(f'{n}.tsv' for n in splits)} to {out}")
-    return 0
-
-
 def _check_hypergrads(args: argparse.Namespace) -> int:
     from gradtune.core import OPTIMIZERS
     from gradtune.experiments.check_hypergrads import check_all, format_table
@@ -162,10 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(func=_check_hypergrads)
 
-    prepare = commands.add_parser("prepare", help="split a corpus into train/guide/dev/test and report the sizes")
-    prepare.add_argument("corpus", nargs="?", default="lt-en", help="embedded name (lt-en, es-en, de-en) or a TSV path")
-    prepare.add_argument("--out", help="also write the splits as TSV files into this folder")
-    prepare.set_defaults(func=_prepare)
+    prepare.add_parser(commands)
 
     add_translate_commands(commands)
     return parser

@@ -113,7 +113,7 @@ def _translate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from gradtune.train.evaluate import scores_and_signatures, translate
-    from gradtune.train.inputs import split_corpus
+    from gradtune.train.inputs import load_splits
 
     if (args.src is None) != (args.ref is None):
         raise GradtuneError("--src and --ref go together: give both files, or neither (and --split)")
@@ -126,7 +126,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise GradtuneError(f"{args.src} has {len(sources)} lines but {args.ref} has {len(references)}")
     else:
         name = args.split or "test"
-        examples = split_corpus(cfg)[name]
+        examples = load_splits(cfg.data).splits[name]
         sources, references = [e.source for e in examples], [e.target for e in examples]
 
     start = time.time()

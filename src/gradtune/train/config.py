@@ -20,10 +20,18 @@ from gradtune.errors import ConfigError
 
 @dataclass
 class DataConfig:
-    corpus: str = "lt-en"  # embedded name (lt-en, es-en, de-en) or a TSV path
+    corpus: str = "lt-en"  # sources, comma-separated [NAME=]LOCATION: lt-en, wmt19:lt-en, a.tsv, a.de+a.en
+    guide_corpus: str = ""  # the guide split from these sources instead of held out of the corpus
+    strict: bool = False  # a line that is not UTF-8 is an error (default: skipped and counted)
+    min_tokens: int = 1  # cleaning: fewest whitespace tokens per side
+    max_tokens: int = 250  # cleaning: most whitespace tokens per side (0 = no limit)
+    max_length_ratio: float = 9.0  # cleaning: longer side / shorter side (0 = no limit)
+    drop_copies: bool = True  # cleaning: drop pairs whose target copies the source
+    drop_duplicates: bool = True  # cleaning: drop exact repeats of a pair
     vocab_size: int = 8000
     row_len: int = 64  # tokens per packed row (source and target alike)
     batch_rows: int = 32  # rows per training batch
+    batch_tokens: int = 0  # > 0: token-budget batches in length buckets instead of batch_rows rows
     guide_rows: int = 32  # rows per guide batch
     dev_fraction: float = 0.05
     test_fraction: float = 0.05

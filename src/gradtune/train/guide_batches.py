@@ -27,7 +27,7 @@ class GuideBatches:
         if policy not in POLICIES:
             raise ValueError(f"unknown guide-batch policy {policy!r}; choose one of {', '.join(POLICIES)}")
         self.policy = policy
-        self._args = (guide, rows, row_len, seed + 1)
+        self._args = (guide, [(rows, row_len)], seed + 1)
         self._restart()
 
     def _restart(self) -> None:
@@ -39,7 +39,7 @@ class GuideBatches:
             self._restart()
         while self._index < n:
             self._index += 1
-            self._batch = next(self._stream)[2]
+            self._batch = next(self._stream)[1]
         return self._batch
 
     def __call__(self, epoch: int, guided_count: int, train_batch: Batch) -> Batch:

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from gradtune.data.batching import pack, prefetch, training_batches
+from gradtune.data.batching import BatchStream, StreamState, batch_shapes, pack
 from gradtune.errors import ConfigError
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
@@ -60,7 +60,8 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     else:
         write_json(run_dir / "config.json", to_dict(cfg))
     first_step = int(state.step)
-    train_stream = prefetch(training_batches(encoded["train"], d.batch_rows, d.row_len, t.seed, tuple(host["data"])))
+    shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
+    train_stream = BatchStream(encoded["train"], shapes, t.seed, start=StreamState(*host["data"]))
 
     # Pure, jitted steps: the dropout key is derived from the step inside the jit.
     root_key = jax.random.key(t.seed)
@@ -102,6 +103,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     log = Logbook(run_dir)
     stack = contextlib.ExitStack()
     stack.callback(log.close)
+    stack.callback(train_stream.close)
     stop = stack.enter_context(stop_requests())
     pending: list[tuple[int, dict]] = []
     intervals: list[tuple[float, float]] = []  # (tokens, seconds) per log interval; the first compiles
@@ -111,8 +113,9 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     bar = tqdm(total=t.steps, initial=first_step, disable=not progress, unit="step", dynamic_ncols=True)
     with stack:
         for step in range(first_step, t.steps):
-            epoch, index, batch = next(train_stream)
-            position = (epoch, index + 1)
+            epoch = train_stream.state().epoch
+            batch = next(train_stream)
+            position = train_stream.state()  # consumed, not prefetched: where a resume starts
             if guidance and g.reset_every and step and step % g.reset_every == 0:
                 state = trainer.reset(state)
             if is_guided(step):
