@@ -92,10 +92,10 @@ class TrainConfig:
     eval_every: int = 200
     log_every: int = 10  # metrics are read back to the host only every this many steps
     bleu_examples: int = 200  # dev examples decoded for BLEU/chrF at each evaluation
-    checkpoint_every: int = 200  # also at every evaluation, on SIGINT/SIGTERM and at the end
-    keep_checkpoints: int = 3  # the newest K, plus the best
     beam_size: int = 1  # beam of those translations (1 = greedy)
     length_penalty: float = 0.6  # GNMT length-penalty alpha of beam search
+    checkpoint_every: int = 200  # also at every evaluation, on SIGINT/SIGTERM and at the end
+    keep_checkpoints: int = 3  # the newest K, plus the best
     best_metric: str = "dev_loss"  # dev_loss, dev_bleu, dev_chrf or dev_accuracy
     max_nonfinite: int = 5  # stop after this many NaN/inf losses in a row (each update skipped)
 
