@@ -7,22 +7,23 @@
 Random weights rarely emit EOS, so every translation runs to its length limit
 (min(64, 2·n + 10) tokens for n source tokens): the worst case, and the same work for every
 beam size. A trained run stops where its translations end. Each beam size is timed
-``--repeats`` times, interleaved with the others, after a compiling warm-up; the table gives
-medians.
+``--repeats`` times, interleaved with the others (``bench/harness.py``), after a compiling
+warm-up; the table gives medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import time
+import sys
+from functools import partial
 from pathlib import Path
 
-import jax
 import numpy as np
 from flax import nnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 
 from gradtune.data.tokenizer import BOS_ID, EOS_ID
 from gradtune.seq2seq.decode import translate_ids
@@ -74,36 +75,34 @@ def main() -> None:
     args = parser.parse_args()
 
     beams = [int(b) for b in args.beams.split(",")]
+    before = harness.machine_state()
     if args.run:
         decode, what = run_decoder(args.run, args.sentences, args.batch_size)
     else:
         decode, what = random_model_decoder(args.sentences, args.batch_size)
-    for beam in beams:
-        decode(beam)  # compile
-    seconds: dict[int, list[float]] = {beam: [] for beam in beams}
-    for _ in range(args.repeats):
-        for beam in beams:
-            start = time.perf_counter()
-            decode(beam)
-            seconds[beam].append(time.perf_counter() - start)
-
-    device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}, {os.cpu_count()} CPUs)"
+    candidates = {beam: partial(decode, beam) for beam in beams}
+    seconds = harness.interleaved(candidates, args.repeats, warmup=1)  # the warm-up compiles
     results = [
         {
             "beam_size": beam,
-            "sentences_per_second": args.sentences / statistics.median(seconds[beam]),
+            "sentences_per_second": args.sentences / harness.median(seconds[beam]),
             "seconds": seconds[beam],
         }
         for beam in beams
     ]
-    print(f"{what}; {args.sentences} sentences, batches of {args.batch_size}; {device}")
-    print(f"{'decoding':10s} {'sentences/s':>12s}  (median of {args.repeats})")
-    for r in results:
-        name = "greedy" if r["beam_size"] == 1 else f"beam {r['beam_size']}"
-        print(f"{name:10s} {r['sentences_per_second']:12.1f}")
+
+    print(
+        f"{what}; {args.sentences} sentences, batches of {args.batch_size}, medians of {args.repeats} interleaved runs"
+    )
+    print(f"Machine: {harness.describe_machine(before)}")
+    rows = [
+        ["greedy" if r["beam_size"] == 1 else f"beam {r['beam_size']}", f"{r['sentences_per_second']:.1f}"]
+        for r in results
+    ]
+    print(harness.markdown_table(["decoding", "sentences/s"], rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"what": what, "device": device, "sentences": args.sentences, "batch_size": args.batch_size}
+        payload = {"what": what, "machine": before, "sentences": args.sentences, "batch_size": args.batch_size}
         tmp = args.json.with_name(args.json.name + ".tmp")
         tmp.write_text(json.dumps({**payload, "results": results}, indent=2) + "\n")
         tmp.replace(args.json)

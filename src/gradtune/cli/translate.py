@@ -74,8 +74,8 @@ def _read_lines(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
             return [line.rstrip("\n") for line in f]
-    except FileNotFoundError:
-        raise GradtuneError(f"{path}: no such file") from None
+    except OSError as e:
+        raise GradtuneError(f"{path}: cannot read it ({e.strerror}); pass a text file, one sentence per line") from None
     except UnicodeDecodeError as e:
         raise GradtuneError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
