@@ -34,7 +34,7 @@ def encoded_corpus(cfg: Config) -> dict:
 
 def packed_batches(examples, rows: int, row_len: int, count: int, seed: int = 0) -> list[Batch]:
     """The first ``count`` packed ``(rows, row_len)`` batches of ``examples``, as a run packs them."""
-    return [batch for _, batch in itertools.islice(training_batches(examples, rows, row_len, seed), count)]
+    return [batch for _, batch in itertools.islice(training_batches(examples, [(rows, row_len)], seed), count)]
 
 
 def target_tokens(batch: Batch) -> int:

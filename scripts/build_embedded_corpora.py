@@ -182,46 +182,44 @@ def read_mo(path: Path) -> Iterator[tuple[str, str, str]]:
         yield context, msgid.split("\x00")[0], value.split("\x00")[0]
 
 
-def build_lt_en(root: Path) -> list[Row]:
-    """Lithuanian→English pairs from LibreOffice's UI message catalogs."""
-    mo_dir = root / "usr/lib/libreoffice/program/resource/lt/LC_MESSAGES"
-    mo_files = sorted(mo_dir.glob("*.mo"))
-    if not mo_files:
-        raise SystemExit(f"no .mo files under {mo_dir}")
-    counts = step_counter(
-        "catalogs",
-        "messages",
-        "dropped: empty translation",
-        "dropped: placeholder or markup",
-        "dropped: line counts differ",
-        "multi-line messages split",
-        "dropped: empty side",
-        "dropped: untranslated (same text)",
-        "dropped: duplicate pair",
-    )
-    counts["catalogs"] = len(mo_files)
+CATALOG_STEPS = (
+    "catalogs",
+    "messages",
+    "dropped: empty translation",
+    "dropped: placeholder or markup",
+    "dropped: line counts differ",
+    "multi-line messages split",
+    "dropped: empty side",
+    "dropped: untranslated (same text)",
+    "dropped: duplicate pair",
+)
+
+
+def catalog_pairs(mo_files: list[Path], counts: Counter[str]) -> list[Row]:
+    """(translation, English) pairs of gettext catalogs, cleaned and deduplicated; counts each step."""
+    counts["catalogs"] += len(mo_files)
     seen: set[Row] = set()
     rows: list[Row] = []
     for mo in mo_files:
-        for _context, english, lithuanian in read_mo(mo):
+        for _context, english, translation in read_mo(mo):
             if not english:
                 continue  # the catalog header
             counts["messages"] += 1
-            if not lithuanian.strip():
+            if not translation.strip():
                 counts["dropped: empty translation"] += 1
                 continue
-            if has_placeholder_or_markup(english) or has_placeholder_or_markup(lithuanian):
+            if has_placeholder_or_markup(english) or has_placeholder_or_markup(translation):
                 counts["dropped: placeholder or markup"] += 1
                 continue
             en_lines = strip_accelerators(english).strip("\n").split("\n")
-            lt_lines = strip_accelerators(lithuanian).strip("\n").split("\n")
-            if len(en_lines) != len(lt_lines):
+            xx_lines = strip_accelerators(translation).strip("\n").split("\n")
+            if len(en_lines) != len(xx_lines):
                 counts["dropped: line counts differ"] += 1
                 continue
             if len(en_lines) > 1:
                 counts["multi-line messages split"] += 1
-            for en_line, lt_line in zip(en_lines, lt_lines, strict=True):
-                source, target = normalize_space(lt_line), normalize_space(en_line)
+            for en_line, xx_line in zip(en_lines, xx_lines, strict=True):
+                source, target = normalize_space(xx_line), normalize_space(en_line)
                 if not source or not target:
                     counts["dropped: empty side"] += 1
                 elif same_text(source, target):
@@ -231,6 +229,17 @@ def build_lt_en(root: Path) -> list[Row]:
                 else:
                     seen.add((source, target))
                     rows.append((source, target))
+    return rows
+
+
+def build_lt_en(root: Path) -> list[Row]:
+    """Lithuanian→English pairs from LibreOffice's UI message catalogs."""
+    mo_dir = root / "usr/lib/libreoffice/program/resource/lt/LC_MESSAGES"
+    mo_files = sorted(mo_dir.glob("*.mo"))
+    if not mo_files:
+        raise SystemExit(f"no .mo files under {mo_dir}")
+    counts = step_counter(*CATALOG_STEPS)
+    rows = catalog_pairs(mo_files, counts)
     counts["pairs written"] = len(rows)
     report("lt-en", counts)
     return rows

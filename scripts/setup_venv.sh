@@ -12,7 +12,13 @@ fi
 stamp="$venv/.gradtune-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   echo "gradtune: installing into $venv (first time: about a minute)" >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]" >&2
+  # This machine's pip configuration names local indexes that may be absent: drop that noise.
+  quiet_pip() {
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 >&2 \
+      | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+    return "${PIPESTATUS[0]}"
+  }
+  quiet_pip --upgrade pip
+  quiet_pip -e "$root[dev,hub]"
   touch "$stamp"
 fi

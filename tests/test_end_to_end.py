@@ -27,7 +27,10 @@ def test_tiny_guided_run_writes_every_artefact_and_learns(tmp_path, capsys):
     for name in ("config.json", "metrics.jsonl", "tokenizer.model", "learned_values.json", "run.png", "summary.json"):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert (run / "checkpoint").is_dir()
+    # Checkpoints at each evaluation (15, 30); the best by dev loss is recorded.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "best.json", "step_00000015", "step_00000015.json", "step_00000030", "step_00000030.json",
+    ]  # fmt: skip
 
     config = json.loads((run / "config.json").read_text())
     assert config["optim"]["b1"] == 0.9  # resolved optimizer defaults are written out

@@ -6,11 +6,10 @@ import pytest
 
 from gradtune.cli.main import main
 from gradtune.core import OPTIMIZERS, optimizer_def
-from gradtune.data.batching import encode_pairs
 from gradtune.errors import ConfigError
 from gradtune.train.config import load_config
 from gradtune.train.guidance import build_trainer, guided_names, parse_spec_overrides
-from gradtune.train.guide_batches import guide_batches
+from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.logbook import read_metrics
 
 
@@ -29,7 +28,9 @@ def test_all_means_every_optimizer_side_value_and_label_smoothing_is_named_expli
 
 
 def test_a_value_the_optimizer_lacks_is_a_one_line_error_listing_its_values():
-    with pytest.raises(ConfigError, match=r"optimizer sgd has no guidable value 'b2'; its guidable values: learning_rate"):
+    with pytest.raises(
+        ConfigError, match=r"optimizer sgd has no guidable value 'b2'; its guidable values: learning_rate"
+    ):
         _setup("optimizer=sgd", "guided=b2")
 
 
@@ -55,10 +56,15 @@ def test_default_activations_keep_values_in_range_and_unsaturated():
 
 
 def test_spec_overrides_set_activation_steepness_and_meta_step():
-    setup = _setup("guided=learning_rate,label_smoothing", "specs=label_smoothing:sigmoid,ceiling=0.5,steepness=2,meta_lr=4")
+    setup = _setup(
+        "guided=learning_rate,label_smoothing", "specs=label_smoothing:sigmoid,ceiling=0.5,steepness=2,meta_lr=4"
+    )
     spec = {s.name: s for s in setup.trainer.specs}["label_smoothing"]
     assert (spec.activation.ceiling, spec.activation.steepness, spec.meta_lr_scale) == (0.5, 2.0, 4.0)
-    assert parse_spec_overrides("eps:exp; b1:sigmoid,floor=0.5") == {"eps": {"kind": "exp"}, "b1": {"kind": "sigmoid", "floor": "0.5"}}
+    assert parse_spec_overrides("eps:exp; b1:sigmoid,floor=0.5") == {
+        "eps": {"kind": "exp"},
+        "b1": {"kind": "sigmoid", "floor": "0.5"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -90,20 +96,21 @@ def test_no_guidance_uses_the_same_optimizer_configuration():
     assert set(optimizer_def("lamb").defaults) == set(guided.hyperparams)
 
 
-def test_guide_batch_policies():
+def test_guide_batch_policies_are_deterministic_functions_of_epoch_and_count():
     pairs = [(np.array([5 + i % 7, 3]), np.array([6, 3])) for i in range(200)]
     train_batch = {"src": np.zeros((2, 4))}
-    fixed = guide_batches("fixed", pairs, 4, 8, 0)
-    assert fixed(0, train_batch) is fixed(5, train_batch)
-    cycle = guide_batches("cycle", pairs, 4, 8, 0)
-    a, b = cycle(0, train_batch), cycle(0, train_batch)
-    assert not np.array_equal(a["src"], b["src"])
-    epoch = guide_batches("epoch", pairs, 4, 8, 0)
-    first = epoch(0, train_batch)
-    assert epoch(0, train_batch) is first and epoch(1, train_batch) is not first
-    assert epoch(1, train_batch) is epoch(1, train_batch)
-    assert guide_batches("train", pairs, 4, 8, 0)(3, train_batch) is train_batch
-    assert encode_pairs  # the policies take encoded pairs, as encode_pairs makes them
+    fixed = GuideBatches("fixed", pairs, 4, 8, 0)
+    assert fixed(0, 0, train_batch) is fixed(5, 9, train_batch)
+    cycle = GuideBatches("cycle", pairs, 4, 8, 0)
+    batches = [cycle(0, n, train_batch)["src"].copy() for n in range(40)]
+    assert not np.array_equal(batches[0], batches[1])
+    again = GuideBatches("cycle", pairs, 4, 8, 0)
+    np.testing.assert_array_equal(again(3, 37, train_batch)["src"], batches[37])  # resumable: no hidden state
+    np.testing.assert_array_equal(again(0, 2, train_batch)["src"], batches[2])
+    epoch = GuideBatches("epoch", pairs, 4, 8, 0)
+    assert epoch(0, 5, train_batch) is epoch(0, 9, train_batch)
+    assert not np.array_equal(epoch(1, 0, train_batch)["src"], epoch(0, 0, train_batch)["src"])
+    assert GuideBatches("train", pairs, 4, 8, 0)(3, 1, train_batch) is train_batch
 
 
 TINY = [

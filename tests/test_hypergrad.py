@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from gradtune.core import Activation, GuidedSpec, GuidedTrainer, clean_hypergrads, make_optimizer, meta_optimizer
+from gradtune.experiments.check_hypergrads import random_batch
 from gradtune.seq2seq.model import ModelConfig, Transformer
 from gradtune.seq2seq.objectives import make_losses
 
@@ -40,20 +41,6 @@ def test_learning_rate_hypergradient_of_sgd_has_the_closed_form():
         np.testing.assert_allclose(metrics["guide_loss"], loss(theta - eta * g, (Xg, yg)), rtol=1e-12)
 
 
-def _random_batch(rng, rows, length, vocab):
-    """Packed rows of two examples each, with padding at the end."""
-    batch = {}
-    half, used = length // 2, length - 2
-    seg = np.where(np.arange(length) < half, 1, 2) * (np.arange(length) < used)
-    pos = np.where(np.arange(length) < half, np.arange(length), np.arange(length) - half) * (seg > 0)
-    for side in ("src", "tgt"):
-        batch[f"{side}_seg"] = np.tile(seg, (rows, 1)).astype(np.int32)
-        batch[f"{side}_pos"] = np.tile(pos, (rows, 1)).astype(np.int32)
-    for name in ("src", "tgt_in", "tgt_out"):
-        batch[name] = (rng.integers(4, vocab, (rows, length)) * (seg > 0)).astype(np.int32)
-    return batch
-
-
 @pytest.mark.parametrize("optimizer", ["adamw", "lamb"])
 def test_guided_learning_rate_matches_central_finite_difference_on_a_transformer(optimizer):
     """float64, dropout on (the same masks in every pass), after two real updates.
@@ -75,9 +62,9 @@ def test_guided_learning_rate_matches_central_finite_difference_on_a_transformer
         )
         state = trainer.init(params, jnp.float64)
         for i in range(2):
-            state, _, _ = trainer.plain_step(state, _random_batch(rng, 3, 12, 40), jax.random.key(10 + i))
+            state, _, _ = trainer.plain_step(state, random_batch(rng, 3, 12, 40), jax.random.key(10 + i))
 
-        batch, guide, key = _random_batch(rng, 3, 12, 40), _random_batch(rng, 2, 12, 40), jax.random.key(7)
+        batch, guide, key = random_batch(rng, 3, 12, 40), random_batch(rng, 2, 12, 40), jax.random.key(7)
         _, metrics, _ = jax.jit(trainer.guided_step)(state, batch, guide, key)
 
         def objective(r):
@@ -121,10 +108,27 @@ def test_plain_and_guided_steps_make_the_same_model_update():
         train_loss, guide_loss, make_optimizer("adamw", {}), specs, schedule=optax.constant_schedule(1e-3)
     )
     state = trainer.init(params)
-    batch, guide, key = _random_batch(rng, 2, 10, 30), _random_batch(rng, 2, 10, 30), jax.random.key(0)
+    batch, guide, key = random_batch(rng, 2, 10, 30), random_batch(rng, 2, 10, 30), jax.random.key(0)
     plain, _, _ = trainer.plain_step(state, batch, key)
     guided, _metrics, _ = trainer.guided_step(state, batch, guide, key)
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(guided.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert float(guided.raw["learning_rate"]) != float(plain.raw["learning_rate"])
     assert int(guided.step) == int(plain.step) == 1
+
+
+def test_a_non_finite_loss_skips_the_update_and_counts_it():
+    def loss(params, batch):
+        return jnp.sum(params * batch)  # inf when the batch holds inf
+
+    specs = (GuidedSpec("learning_rate", 1.0, Activation("exp")),)
+    trainer = _trainer(lambda p, b, k, v: (loss(p, b), {}), loss, make_optimizer("adamw", {}), specs)
+    state = trainer.init(jnp.ones(3))
+    good, bad = jnp.ones(3), jnp.array([1.0, jnp.inf, 1.0])
+    for step in (trainer.plain_step, lambda s, b, k: trainer.guided_step(s, b, good, k)):
+        new, metrics, _ = step(state, bad, jax.random.key(0))
+        assert int(metrics["skipped"]) == 1 and int(new.step) == 1
+        for a, b in zip(jax.tree.leaves(new._replace(step=0)), jax.tree.leaves(state._replace(step=0)), strict=True):
+            np.testing.assert_array_equal(a, b)
+        new, metrics, _ = step(state, good, jax.random.key(0))
+        assert int(metrics["skipped"]) == 0 and not np.array_equal(new.params, state.params)

@@ -16,10 +16,11 @@ last log interval, and an evaluation in the middle.
 
 import jax
 
-from gradtune.data.batching import training_batches
-from gradtune.data.corpora import load_corpus
+from gradtune.data.batching import batch_shapes, training_batches
+from gradtune.data.corpora import load_embedded
 from gradtune.train import loop
 from gradtune.train.config import load_config
+from gradtune.train.inputs import prepare_data
 
 
 def _counting_jit(counts: dict, jitted: dict):
@@ -43,7 +44,7 @@ def _counting_jit(counts: dict, jitted: dict):
 
 def test_plain_and_guided_steps_compile_once_each(tmp_path, monkeypatch):
     # A small corpus, so that a short run crosses an epoch and meets its partial last batch.
-    pairs = load_corpus("lt-en")[:320]
+    pairs = load_embedded("lt-en").examples[:320]
     corpus = tmp_path / "small.tsv"
     corpus.write_text("".join(f"{e.source}\t{e.target}\n" for e in pairs))
     cfg = load_config(
@@ -55,19 +56,18 @@ def test_plain_and_guided_steps_compile_once_each(tmp_path, monkeypatch):
             "guide_batch=cycle", "steps=24", "log_every=5", "eval_every=12", "bleu_examples=2", "optim.warmup_steps=3",
         ],
     )  # fmt: skip
-    counts, jitted, produced = {}, {}, []
+    counts, jitted = {}, {}
     monkeypatch.setattr(jax, "jit", _counting_jit(counts, jitted))
-
-    def recorded_batches(*args):
-        for epoch, batch in training_batches(*args):
-            produced.append((epoch, int((batch["tgt_seg"] > 0).any(axis=1).sum())))
-            yield epoch, batch
-
-    monkeypatch.setattr(loop, "training_batches", recorded_batches)
     loop.train(cfg, tmp_path / "run", progress=False)
 
-    first_epoch = [rows for epoch, rows in produced if epoch == 0]
-    assert len(first_epoch) < 24 - 5, "the run must cross an epoch (the prefetcher runs up to 5 batches ahead)"
+    # The run's batch order, replayed: it crossed an epoch whose last batch was partial.
+    _, _, encoded = prepare_data(cfg, tmp_path / "run")
+    first_epoch = []
+    for after, batch in training_batches(encoded["train"], batch_shapes(32, 8), cfg.train.seed):
+        first_epoch.append(int((batch["tgt_seg"] > 0).any(axis=1).sum()))
+        if after.epoch == 1:
+            break
+    assert len(first_epoch) < 24, "the run must cross an epoch"
     assert first_epoch[-1] < 8, "the epoch's last batch must be partial (empty rows)"
     assert counts == {"plain": 1, "guided": 1}, f"traces per step function: {counts}"
     assert {name: f._cache_size() for name, f in jitted.items()} == {"plain": 1, "guided": 1}

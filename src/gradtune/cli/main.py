@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from gradtune.cli import prepare
+from gradtune.cli.translate import add_commands as add_translate_commands
 from gradtune.errors import GradtuneError
 
 EPILOG_TRAIN = """\
@@ -17,6 +19,8 @@ examples:
   gradtune train --no-guidance                     # the same run, learning rate held
   gradtune train --set lr_multiplier=0.1 --set meta_learning_rate=1e-2
   gradtune train --config my.toml --run-dir runs/mine
+  gradtune train --resume runs/mine                # after Ctrl-C, kill or a crash
+  gradtune train --resume runs/mine --steps 2000   # ... and train for longer
 
 --set takes a dotted key (optim.learning_rate) or, when unambiguous, the bare name
 (warmup_steps is ambiguous: say optim.warmup_steps or guidance.warmup_steps).
@@ -27,33 +31,49 @@ examples:
 def _train(args: argparse.Namespace) -> int:
     from gradtune.train.config import load_config
     from gradtune.train.loop import train
+    from gradtune.train.resume import check_compatible
 
     overrides = list(args.set)
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
     if args.no_guidance:
         overrides.append("guidance.enabled=false")
-    cfg = load_config(args.config, overrides)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.config or args.run_dir:
+            raise GradtuneError("--resume takes the run's own config and directory; drop --config and --run-dir")
+        saved = run_dir / "config.json"
+        if not saved.is_file():
+            raise GradtuneError(f"{run_dir} holds no run to resume (no config.json)")
+        cfg = load_config(saved, overrides)
+        check_compatible(load_config(saved), cfg)
+    else:
+        cfg = load_config(args.config, overrides)
+        label = "guided" if cfg.guidance.enabled else "baseline"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.run_dir or f"runs/{cfg.data.corpus.replace('/', '_')}-{label}-{stamp}")
     if cfg.train.steps < 1:
         raise GradtuneError("train.steps must be at least 1")
-    label = "guided" if cfg.guidance.enabled else "baseline"
-    run_dir = Path(args.run_dir or f"runs/{cfg.data.corpus.replace('/', '_')}-{label}-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"gradtune: training into {run_dir}", file=sys.stderr)
-    summary = train(cfg, run_dir, progress=not args.quiet)
+    summary = train(cfg, run_dir, progress=not args.quiet, resume=bool(args.resume))
     print(format_summary(summary))
     return 0
 
 
 def format_summary(summary: dict) -> str:
     lines = [
-        f"run           {summary['run_dir']}",
+        f"run           {summary['run_dir']}" + ("" if summary["finished"] else "  (stopped early: resume it)"),
         f"steps         {summary['steps']}  ({summary['train_seconds']:.0f} s training, "
         f"{summary['total_seconds']:.0f} s in all, {summary['tokens_per_second']:,.0f} target tokens/s)",
         f"data          {summary['train_pairs']} train / {summary['guide_pairs']} guide / "
         f"{summary['dev_pairs']} dev pairs",
-        f"dev loss      {summary['dev_loss']:.4f}   token accuracy {summary['dev_accuracy']:.3f}",
-        f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   (greedy, dev subset)",
     ]
+    if "dev_loss" in summary:
+        decoding = "greedy" if summary["beam_size"] == 1 else f"beam {summary['beam_size']}"
+        lines += [
+            f"dev loss      {summary['dev_loss']:.4f}   token accuracy {summary['dev_accuracy']:.3f}",
+            f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   ({decoding}, dev subset)",
+        ]
     for key, t in summary.items():
         if key.endswith("_trajectory"):
             name = key.removesuffix("_trajectory")
@@ -67,24 +87,6 @@ def _config(args: argparse.Namespace) -> int:
     from gradtune.train.config import load_config, to_dict
 
     print(json.dumps(to_dict(load_config(args.config, args.set)), indent=2))
-    return 0
-
-
-def _prepare(args: argparse.Namespace) -> int:
-    from gradtune.data.corpora import load_corpus
-    from gradtune.data.splits import split_examples
-
-    splits = split_examples(load_corpus(args.corpus))
-    out = Path(args.out) if args.out else None
-    for name, examples in splits.items():
-        print(f"{name:6s} {len(examples):7d} pairs")
-        if out:
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = out / f"{name}.tsv.tmp"
-            tmp.write_text("".join(f"{e.source}\t{e.target}\n" for e in examples), encoding="utf-8")
-            tmp.replace(out / f"{name}.tsv")
-    if out:
-        print(f"wrote {', '.join(f'{n}.tsv' for n in splits)} to {out}")
     return 0
 
 
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-guidance", action="store_true", help="train the baseline: same run, values held at their initial values"
     )
     train.add_argument("--run-dir", help="where to write the run (default runs/CORPUS-guided|baseline-TIME)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest complete checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -142,10 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(func=_check_hypergrads)
 
-    prepare = commands.add_parser("prepare", help="split a corpus into train/guide/dev/test and report the sizes")
-    prepare.add_argument("corpus", nargs="?", default="lt-en", help="embedded name (lt-en, es-en, de-en) or a TSV path")
-    prepare.add_argument("--out", help="also write the splits as TSV files into this folder")
-    prepare.set_defaults(func=_prepare)
+    prepare.add_parser(commands)
+
+    add_translate_commands(commands)
     return parser
 
 

@@ -5,7 +5,7 @@ Per step t, with parameters θ, optimizer state S, raw guided values r (h = act(
 1. g = ∇θ L_train(θ; B, φ)           φ: loss-side values (label smoothing, data weights)
 2. (θ', S') = Update(θ, S, g; ψ)      ψ: optimizer-side values (learning rate, b1, …)
 3. F(r) = L_guide(θ'; G)              plain loss on the guide batch, no dropout
-4. r ← MetaOpt(r, clean(∇r F));  θ, S ← θ', S'
+4. r ← MetaOpt(r, clean(∇r F));  θ, S ← θ', S'   (all skipped if a loss is NaN or ±inf)
 
 θ and S are constants in ∇r F (greedy, horizon 1) and the look-ahead update is the real
 update: one model update per step. ``plain_step`` is the same update with r held.
@@ -108,9 +108,11 @@ class GuidedTrainer:
         return new_params, new_opt_state, metrics, aux
 
     def plain_step(self, state: TrainState, batch: Any, key: jax.Array):
-        """One model update with the guided values held."""
+        """One model update with the guided values held (skipped if the loss is not finite)."""
         params, opt_state, metrics, aux = self.lookahead(state.raw, state, batch, key)
-        return state._replace(step=state.step + 1, params=params, opt_state=opt_state), metrics, aux
+        new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
+        new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"])
+        return new_state, metrics, aux
 
     def guided_step(self, state: TrainState, batch: Any, guide_batch: Any, key: jax.Array):
         """One model update plus one meta update of the raw values (steps 1–4)."""
@@ -132,4 +134,16 @@ class GuidedTrainer:
             **{f"hypergrad/{k}": g for k, g in hypergrads.items() if g.ndim == 0},
         }
         new_state = TrainState(state.step + 1, params, opt_state, raw, meta_state)
+        new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"] + guide)
         return new_state, metrics, aux
+
+
+def _skip_if_not_finite(old: TrainState, new: TrainState, metrics: dict, loss: jax.Array):
+    """``new``, or ``old`` with only the step advanced when ``loss`` is NaN or ±inf.
+
+    A non-finite loss would poison the parameters and the optimizer's moments for good;
+    the update is skipped instead and counted in ``metrics["skipped"]``.
+    """
+    finite = jnp.isfinite(loss)
+    kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old._replace(step=new.step))
+    return kept, {**metrics, "skipped": (~finite).astype(jnp.int32)}

@@ -4,6 +4,10 @@ Rows may be packed with several examples: every token carries a segment id (0 = 
 and a position within its example, and attention never crosses segments. Dropout takes
 an explicit key (``None`` = evaluation), so the step functions stay pure: NNX ``Rngs``
 would advance on every call and give different masks to the passes of one guided step.
+
+Decoding (one example per row) runs the decoder one position at a time with a cache:
+``memory_keys_values`` projects the encoder output once per source, ``empty_cache`` holds
+each layer's self-attention keys and values, and ``decode_step`` adds one position.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 NEG_INF = -1e9  # finite, so that fully masked (padding) rows stay NaN-free
+
+Cache = list[dict[str, jax.Array]]  # per decoder layer: self-attention keys "k" and values "v", (b, len, d)
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,14 @@ class Attention(nnx.Module):
         self.out = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
 
     def __call__(self, x: jax.Array, context: jax.Array, mask: jax.Array) -> jax.Array:
-        b, q_len, d = x.shape
+        return self.attend(self.query(x), self.key(context), self.value(context), mask)
+
+    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+        """Multi-head attention of projected queries (b, q, d) over projected keys and values (b, k, d)."""
+        b, q_len, d = q.shape
         split = lambda t: t.reshape(b, -1, self.heads, d // self.heads)  # noqa: E731
-        q, k, v = split(self.query(x)), split(self.key(context)), split(self.value(context))
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(d // self.heads).astype(x.dtype)
+        q, k, v = split(q), split(k), split(v)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(d // self.heads).astype(q.dtype)
         weights = jax.nn.softmax(jnp.where(mask, scores, NEG_INF), axis=-1)
         return self.out(jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, q_len, d))
 
@@ -139,6 +149,15 @@ class DecoderLayer(nnx.Module):
         x = x + dropout(self.cross_attn(self.norm_cross(x), memory, cross_mask), self.rate, k_cross)
         return x + dropout(self.mlp(self.norm_mlp(x), k_inner), self.rate, k_mlp)
 
+    def step(self, x, memory_kv, cache, position, self_mask, cross_mask):
+        """``__call__`` for one position ``x`` (b, 1, d), in evaluation mode, with cached keys and values."""
+        h = self.norm_self(x)
+        k = jax.lax.dynamic_update_slice_in_dim(cache["k"], self.self_attn.key(h), position, axis=1)
+        v = jax.lax.dynamic_update_slice_in_dim(cache["v"], self.self_attn.value(h), position, axis=1)
+        x = x + self.self_attn.attend(self.self_attn.query(h), k, v, self_mask)
+        x = x + self.cross_attn.attend(self.cross_attn.query(self.norm_cross(x)), *memory_kv, cross_mask)
+        return x + self.mlp(self.norm_mlp(x), None), {"k": k, "v": v}
+
 
 class Transformer(nnx.Module):
     """Encoder–decoder over token ids; ``__call__`` returns next-token logits.
@@ -180,3 +199,35 @@ class Transformer(nnx.Module):
         k_enc, k_dec = _keys(key, 2)
         memory = self.encode(batch["src"], batch["src_seg"], batch["src_pos"], k_enc)
         return self.decode(memory, batch["src_seg"], batch["tgt_in"], batch["tgt_seg"], batch["tgt_pos"], k_dec)
+
+    def memory_keys_values(self, memory: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
+        """Cross-attention keys and values of every decoder layer, (b, src_len, d) each: once per source."""
+        return [(layer.cross_attn.key(memory), layer.cross_attn.value(memory)) for layer in self.decoder]
+
+    def empty_cache(self, batch: int, max_len: int) -> Cache:
+        """Self-attention keys and values of every decoder layer for ``max_len`` positions, all zero."""
+        zeros = jnp.zeros((batch, max_len, self.cfg.d_model), self.embed.embedding.dtype)
+        return [{"k": zeros, "v": zeros} for _ in self.decoder]
+
+    def decode_step(
+        self,
+        memory_kv: list[tuple[jax.Array, jax.Array]],
+        src_seg: jax.Array,
+        token: jax.Array,
+        position: jax.Array,
+        cache: Cache,
+    ) -> tuple[jax.Array, Cache]:
+        """Next-token logits (b, vocab) after ``token`` (b,) at ``position`` (a scalar, the same in
+        every row), and the cache with that position added; one example per row, evaluation mode.
+
+        Equals ``decode`` of the whole prefix at ``position`` (to float round-off).
+        """
+        batch, max_len = token.shape[0], cache[0]["k"].shape[1]
+        x = self._embed(token[:, None], jnp.full((batch, 1), position), None)
+        self_mask = (jnp.arange(max_len) <= position)[None, None, None, :]
+        cross_mask = (src_seg > 0)[:, None, None, :]
+        new_cache = []
+        for layer, kv, layer_cache in zip(self.decoder, memory_kv, cache, strict=True):
+            x, layer_cache = layer.step(x, kv, layer_cache, position, self_mask, cross_mask)
+            new_cache.append(layer_cache)
+        return self.embed.attend(self.decoder_norm(x))[:, 0], new_cache

@@ -20,10 +20,18 @@ from gradtune.errors import ConfigError
 
 @dataclass
 class DataConfig:
-    corpus: str = "lt-en"  # embedded name (lt-en, es-en, de-en) or a TSV path
+    corpus: str = "lt-en"  # sources, comma-separated [NAME=]LOCATION: lt-en, wmt19:lt-en, a.tsv, a.de+a.en
+    guide_corpus: str = ""  # the guide split from these sources instead of held out of the corpus
+    strict: bool = False  # a line that is not UTF-8 is an error (default: skipped and counted)
+    min_tokens: int = 1  # cleaning: fewest whitespace tokens per side
+    max_tokens: int = 250  # cleaning: most whitespace tokens per side (0 = no limit)
+    max_length_ratio: float = 9.0  # cleaning: longer side / shorter side (0 = no limit)
+    drop_copies: bool = True  # cleaning: drop pairs whose target copies the source
+    drop_duplicates: bool = True  # cleaning: drop exact repeats of a pair
     vocab_size: int = 8000
     row_len: int = 64  # tokens per packed row (source and target alike)
     batch_rows: int = 32  # rows per training batch
+    batch_tokens: int = 0  # > 0: token-budget batches in length buckets instead of batch_rows rows
     guide_rows: int = 32  # rows per guide batch
     dev_fraction: float = 0.05
     test_fraction: float = 0.05
@@ -84,6 +92,12 @@ class TrainConfig:
     eval_every: int = 200
     log_every: int = 10  # metrics are read back to the host only every this many steps
     bleu_examples: int = 200  # dev examples decoded for BLEU/chrF at each evaluation
+    beam_size: int = 1  # beam of those translations (1 = greedy)
+    length_penalty: float = 0.6  # GNMT length-penalty alpha of beam search
+    checkpoint_every: int = 200  # also at every evaluation, on SIGINT/SIGTERM and at the end
+    keep_checkpoints: int = 3  # the newest K, plus the best
+    best_metric: str = "dev_loss"  # dev_loss, dev_bleu, dev_chrf or dev_accuracy
+    max_nonfinite: int = 5  # stop after this many NaN/inf losses in a row (each update skipped)
 
 
 @dataclass

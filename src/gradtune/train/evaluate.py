@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
 import sacrebleu
+from tqdm import tqdm
 
 from gradtune.data.batching import Batch
 from gradtune.data.tokenizer import BOS_ID, EOS_ID
-from gradtune.seq2seq.decode import greedy_decode
+from gradtune.seq2seq.decode import translate_ids
 
 
 def loss_and_accuracy(eval_counts: Callable, params, batches: Sequence[Batch]) -> dict[str, float]:
@@ -20,24 +22,52 @@ def loss_and_accuracy(eval_counts: Callable, params, batches: Sequence[Batch]) -
     return {"loss": loss_sum / max(tokens, 1.0), "accuracy": correct / max(tokens, 1.0)}
 
 
-def translate(tokenizer, graphdef, params, sources: Sequence[str], row_len: int, batch_size: int = 64) -> list[str]:
-    """Greedy translations of ``sources`` (fixed shapes: the last batch is padded)."""
-    out: list[str] = []
-    for start in range(0, len(sources), batch_size):
-        chunk = list(sources[start : start + batch_size])
-        ids = np.zeros((batch_size, row_len), np.int32)
-        for i, piece_ids in enumerate(tokenizer.encode(chunk)):
-            row = [*piece_ids[: row_len - 1], EOS_ID]
-            ids[i, : len(row)] = row
-        tokens = np.asarray(greedy_decode(graphdef, params, ids, max_len=row_len, bos_id=BOS_ID, eos_id=EOS_ID))
-        for row in tokens[: len(chunk)]:
-            row = row.tolist()
-            out.append(tokenizer.decode(row[: row.index(EOS_ID)] if EOS_ID in row else row))
+def translate(
+    tokenizer,
+    graphdef,
+    params,
+    sources: Sequence[str],
+    row_len: int,
+    *,
+    beam_size: int = 1,
+    alpha: float = 0.6,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[str]:
+    """Translations of ``sources``, in order, by beam search (beam_size 1: greedy) with GNMT
+    length penalty ``alpha``. Sources longer than a row are cut to ``row_len`` tokens.
+
+    Sources are batched by length, so a batch stops decoding when its longest translation
+    ends; every batch has the same shape (the last is padded): one compilation.
+    """
+    encoded = tokenizer.encode(list(sources))
+    by_length = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out = [""] * len(encoded)
+    with tqdm(total=len(encoded), disable=not progress, unit="sentence", file=sys.stderr, dynamic_ncols=True) as bar:
+        for start in range(0, len(by_length), batch_size):
+            chunk = by_length[start : start + batch_size]
+            ids = np.zeros((batch_size, row_len), np.int32)
+            for row, i in enumerate(chunk):
+                piece_ids = [*encoded[i][: row_len - 1], EOS_ID]
+                ids[row, : len(piece_ids)] = piece_ids
+            tokens = translate_ids(
+                graphdef, params, ids, beam_size=beam_size, alpha=alpha, bos_id=BOS_ID, eos_id=EOS_ID
+            )
+            for i, row in zip(chunk, np.asarray(tokens).tolist(), strict=False):
+                out[i] = tokenizer.decode(row[: row.index(EOS_ID)] if EOS_ID in row else row)
+            bar.update(len(chunk))
+    return out
+
+
+def scores_and_signatures(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, tuple[float, str]]:
+    """Corpus BLEU and chrF of ``hypotheses`` against one reference each (sacreBLEU's defaults),
+    each with its sacreBLEU signature (settings and version), to report beside the score."""
+    out = {}
+    for name, metric in (("bleu", sacrebleu.metrics.BLEU()), ("chrf", sacrebleu.metrics.CHRF())):
+        score = metric.corpus_score(list(hypotheses), [list(references)]).score
+        out[name] = (score, str(metric.get_signature()))
     return out
 
 
 def bleu_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    return {
-        "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
-        "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
-    }
+    return {name: score for name, (score, _) in scores_and_signatures(hypotheses, references).items()}

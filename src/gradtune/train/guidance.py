@@ -17,9 +17,9 @@ from gradtune.core import (
 from gradtune.core.defaults import default_activation
 from gradtune.errors import ConfigError
 from gradtune.train.config import Config
+from gradtune.train.guide_batches import POLICIES
 
 LOSS_SIDE = ("label_smoothing",)
-GUIDE_BATCH_POLICIES = ("fixed", "cycle", "epoch", "train")
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,8 @@ def build_trainer(cfg: Config, train_loss, guide_loss) -> Setup:
         definition = optimizer_def(optim.optimizer)
     except ValueError as e:
         raise ConfigError(f"optim.optimizer: {e}") from e
-    if g.guide_batch not in GUIDE_BATCH_POLICIES:
-        raise ConfigError(f"guidance.guide_batch: {g.guide_batch!r}; choose one of {', '.join(GUIDE_BATCH_POLICIES)}")
+    if g.guide_batch not in POLICIES:
+        raise ConfigError(f"guidance.guide_batch: {g.guide_batch!r}; choose one of {', '.join(POLICIES)}")
     if g.guide_every < 1 or g.reset_every < 0 or g.warmup_steps < 0:
         raise ConfigError("guidance.guide_every must be ≥ 1, reset_every and warmup_steps ≥ 0")
     hyperparams = {}

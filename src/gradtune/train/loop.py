@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+import sys
 import time
 from pathlib import Path
 
@@ -10,42 +11,60 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from gradtune.data.batching import pack, prefetch, training_batches
+from gradtune.data.batching import BatchStream, StreamState, batch_shapes, pack
 from gradtune.errors import ConfigError
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
-from gradtune.train.checkpoint import save_state
+from gradtune.train.checkpoint import save_checkpoint, update_best, write_json
 from gradtune.train.config import Config, to_dict
-from gradtune.train.guide_batches import guide_batches
+from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.inputs import prepare_data
 from gradtune.train.logbook import Logbook, read_metrics
 from gradtune.train.plot import plot_run
+from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
 from gradtune.train.setup import build_state
+from gradtune.train.signals import stop_requests
 
 
-def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
-    """Train, evaluate and write every artefact into ``run_dir``; returns the summary."""
+def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = False) -> dict:
+    """Train, evaluate and write every artefact into ``run_dir``; returns the summary.
+
+    With ``resume``, continue from the newest complete checkpoint in ``run_dir``: the run
+    then ends exactly as it would have without the interruption.
+    """
     start = time.time()
+    if cfg.train.best_metric not in ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf"):
+        raise ConfigError(
+            f"train.best_metric is {cfg.train.best_metric!r}; choose dev_loss, dev_accuracy, dev_bleu or dev_chrf"
+        )
+    if cfg.train.beam_size < 1:
+        raise ConfigError(f"train.beam_size is {cfg.train.beam_size}; it must be at least 1 (1 = greedy)")
+    check_run_dir(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "summary.json").exists() or (run_dir / "metrics.jsonl").exists():
-        raise ConfigError(f"{run_dir} already holds a run; choose another --run-dir")
 
-    # Data: splits, tokenizer, a prefetched stream of packed batches, the guide batches.
+    # Data: splits, tokenizer, the dev set, the guide batches.
     splits, tokenizer, encoded = prepare_data(cfg, run_dir)
-    d, g = cfg.data, cfg.guidance
-    train_stream = prefetch(training_batches(encoded["train"], d.batch_rows, d.row_len, cfg.train.seed))
-    guide_batch = guide_batches(g.guide_batch, encoded["guide"], d.guide_rows, d.row_len, cfg.train.seed)
+    d, g, t = cfg.data, cfg.guidance, cfg.train
+    guide_batch = GuideBatches(g.guide_batch, encoded["guide"], d.guide_rows, d.row_len, t.seed)
     dev_batches = list(pack(encoded["dev"], range(len(encoded["dev"])), d.batch_rows, d.row_len))
-    bleu_dev = splits["dev"][: cfg.train.bleu_examples]
+    bleu_dev = splits["dev"][: t.bleu_examples]
 
-    # Model and training state.
+    # Model and training state, fresh or from the newest complete checkpoint.
     model_cfg, graphdef, setup, state = build_state(cfg, tokenizer.vocab_size())
-    trainer = setup.trainer
-    eval_counts = make_losses(graphdef)[2]
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    trainer, guidance = setup.trainer, setup.guided
+    eval_counts = jax.jit(make_losses(graphdef)[2])
+    host = {"data": [0, 0], "scores": {}}
+    if resume:
+        state, host = restore_latest(run_dir, state)
+        rewind_metrics(run_dir, int(state.step))
+    else:
+        write_json(run_dir / "config.json", to_dict(cfg))
+    first_step = int(state.step)
+    shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
+    train_stream = BatchStream(encoded["train"], shapes, t.seed, start=StreamState(*host["data"]))
 
     # Pure, jitted steps: the dropout key is derived from the step inside the jit.
-    root_key = jax.random.key(cfg.train.seed)
+    root_key = jax.random.key(t.seed)
 
     def plain(state, batch):
         return trainer.plain_step(state, batch, jax.random.fold_in(root_key, state.step))
@@ -56,11 +75,16 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
 
     plain_step = jax.jit(plain, donate_argnums=0)
     guided_step = jax.jit(guided, donate_argnums=0)
-    eval_counts = jax.jit(eval_counts)
 
-    def run_eval(step: int) -> dict[str, float]:
+    def is_guided(step: int) -> bool:
+        return bool(guidance) and step >= g.warmup_steps and (step - g.warmup_steps) % g.guide_every == 0
+
+    def run_eval() -> dict[str, float]:
         dev = evaluate.loss_and_accuracy(eval_counts, state.params, dev_batches)
-        hyps = evaluate.translate(tokenizer, graphdef, state.params, [e.source for e in bleu_dev], d.row_len)
+        sources = [e.source for e in bleu_dev]
+        hyps = evaluate.translate(
+            tokenizer, graphdef, state.params, sources, d.row_len, beam_size=t.beam_size, alpha=t.length_penalty
+        )
         scores = evaluate.bleu_chrf(hyps, [e.target for e in bleu_dev])
         return {
             "dev_loss": dev["loss"],
@@ -69,48 +93,78 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
             "dev_chrf": scores["chrf"],
         }
 
+    def checkpoint(step: int, scores: dict) -> None:
+        best = update_best(run_dir, step, scores, t.best_metric)
+        save_checkpoint(
+            run_dir, step, state._asdict(), {"data": list(position), "scores": scores}, t.keep_checkpoints, best
+        )
+
     # The loop. Metrics stay on the device and are read back every log_every steps.
     log = Logbook(run_dir)
-    steps, guidance = cfg.train.steps, setup.guided
+    stack = contextlib.ExitStack()
+    stack.callback(log.close)
+    stack.callback(train_stream.close)
+    stop = stack.enter_context(stop_requests())
     pending: list[tuple[int, dict]] = []
     intervals: list[tuple[float, float]] = []  # (tokens, seconds) per log interval; the first compiles
-    interval_start = time.time()
-    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True)
-    train_start = time.time()
-    for step in range(steps):
-        epoch, batch = next(train_stream)
-        if guidance and g.reset_every and step and step % g.reset_every == 0:
-            state = trainer.reset(state)
-        if guidance and step >= g.warmup_steps and (step - g.warmup_steps) % g.guide_every == 0:
-            state, metrics, aux = guided_step(state, batch, guide_batch(epoch, batch))
-        else:
-            state, metrics, aux = plain_step(state, batch)
-        pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
-        last = step + 1 == steps
-        if (step + 1) % cfg.train.log_every == 0 or last:
-            host = jax.device_get(pending)
-            interval_tokens = sum(float(m.pop("tokens")) for _, m in host)
-            intervals.append((interval_tokens, time.time() - interval_start))
-            tokens_per_s = interval_tokens / max(intervals[-1][1], 1e-9)
-            for s, m in host:
-                log.write(s, m)
-            pending, interval_start = [], time.time()
-            latest = host[-1][1]
-            bar.set_postfix(
-                loss=f"{latest['train_loss']:.3f}", lr=f"{latest['learning_rate']:.2e}", tok_s=f"{tokens_per_s:,.0f}"
-            )
-            bar.update(len(host))
-        if (step + 1) % cfg.train.eval_every == 0 or last:
-            scores = run_eval(step + 1)
-            log.write(step + 1, scores)
-            bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-            interval_start = time.time()
+    guided_count = sum(map(is_guided, range(first_step)))
+    position, scores, nonfinite_run = tuple(host["data"]), host["scores"], 0
+    interval_start = train_start = time.time()
+    bar = tqdm(total=t.steps, initial=first_step, disable=not progress, unit="step", dynamic_ncols=True)
+    with stack:
+        for step in range(first_step, t.steps):
+            epoch = train_stream.state().epoch
+            batch = next(train_stream)
+            position = train_stream.state()  # consumed, not prefetched: where a resume starts
+            if guidance and g.reset_every and step and step % g.reset_every == 0:
+                state = trainer.reset(state)
+            if is_guided(step):
+                state, metrics, aux = guided_step(state, batch, guide_batch(epoch, guided_count, batch))
+                guided_count += 1
+            else:
+                state, metrics, aux = plain_step(state, batch)
+            pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
+            # An interruption only checkpoints: evaluating there would log scores that an
+            # uninterrupted run does not have.
+            evaluating = (step + 1) % t.eval_every == 0 or step + 1 == t.steps
+            saving = evaluating or (step + 1) % t.checkpoint_every == 0 or stop.signal is not None
+            if (step + 1) % t.log_every == 0 or saving:
+                records = jax.device_get(pending)
+                pending = []
+                interval_tokens = sum(float(m.pop("tokens")) for _, m in records)
+                intervals.append((interval_tokens, time.time() - interval_start))
+                for s, m in records:
+                    log.write(s, m)
+                    nonfinite_run = nonfinite_run + 1 if m["skipped"] else 0
+                    if nonfinite_run >= t.max_nonfinite:
+                        raise NonFiniteLoss(run_dir, s, nonfinite_run)
+                latest = records[-1][1]
+                bar.set_postfix(
+                    loss=f"{latest['train_loss']:.3f}",
+                    lr=f"{latest['learning_rate']:.2e}",
+                    tok_s=f"{interval_tokens / max(intervals[-1][1], 1e-9):,.0f}",
+                )
+                bar.update(len(records))
+                interval_start = time.time()
+            if evaluating:
+                scores = run_eval()
+                log.write(step + 1, scores)
+                bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            if saving:
+                checkpoint(step + 1, scores if evaluating else {})
+                interval_start = time.time()
+            if stop.signal is not None:
+                break
     bar.close()
     train_time = time.time() - train_start
-    log.close()
+    if stop.signal is not None and int(state.step) < t.steps:
+        print(
+            f"gradtune: stopped by {stop.name} after step {int(state.step)}; checkpoint saved. "
+            f"Resume with: gradtune train --resume {run_dir}",
+            file=sys.stderr,
+        )
 
-    # Artefacts: checkpoint, learned values, plot, summary.
-    save_state(run_dir / "checkpoint", state._asdict())
+    # Artefacts: learned values, plot, summary.
     records = read_metrics(run_dir)
     write_learned_values(run_dir, records, trainer.values(state.raw), guidance)
     plot_run(
@@ -119,7 +173,9 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
     summary = summarize(records, scores, guidance)
     summary.update(
         run_dir=str(run_dir),
-        steps=steps,
+        steps=int(state.step),
+        finished=int(state.step) == t.steps,
+        beam_size=t.beam_size,
         train_pairs=len(splits["train"]),
         guide_pairs=len(splits["guide"]),
         dev_pairs=len(splits["dev"]),
@@ -127,7 +183,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True) -> dict:
         train_seconds=train_time,
         total_seconds=time.time() - start,
     )
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(run_dir / "summary.json", summary)
     return summary
 
 
@@ -141,7 +197,7 @@ def write_learned_values(run_dir: Path, records: list[dict], final: dict, guided
     trajectories = {name: [[r["step"], r[f"value/{name}"]] for r in records if f"value/{name}" in r] for name in guided}
     values = {k: np.asarray(v).tolist() for k, v in final.items()}
     payload = {"guided": list(guided), "final": values, "trajectory": trajectories}
-    (run_dir / "learned_values.json").write_text(json.dumps(payload) + "\n")
+    write_json(run_dir / "learned_values.json", payload)
 
 
 def summarize(records: list[dict], final_scores: dict, guided: tuple[str, ...]) -> dict:

@@ -12,7 +12,7 @@ from gradtune.core import TrainState
 from gradtune.errors import ConfigError
 from gradtune.seq2seq.model import Transformer, preset
 from gradtune.seq2seq.objectives import make_losses
-from gradtune.train.checkpoint import restore_state
+from gradtune.train.checkpoint import find_checkpoint, restore_arrays
 from gradtune.train.config import Config, load_config
 from gradtune.train.guidance import build_trainer
 
@@ -39,10 +39,11 @@ def build_state(cfg: Config, vocab_size: int):
     return model_cfg, graphdef, setup, setup.trainer.init(params)
 
 
-def load_run(run_dir: Path):
-    """(config, tokenizer, graphdef, final training state) of a finished run."""
+def load_run(run_dir: Path, which: str = "last"):
+    """(config, tokenizer, graphdef, training state) of a run at checkpoint ``which``
+    (``last``, ``best`` or a step)."""
     cfg = load_config(run_dir / "config.json")
     tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / "tokenizer.model"))
     _, graphdef, _, like = build_state(cfg, tokenizer.vocab_size())
-    state = TrainState(**restore_state(run_dir / "checkpoint", like._asdict()))
-    return cfg, tokenizer, graphdef, state
+    step = find_checkpoint(run_dir, which)
+    return cfg, tokenizer, graphdef, TrainState(**restore_arrays(run_dir, step, like._asdict()))
