@@ -68,11 +68,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def compile_timed(jitted, *example):
-    """(compiled executable, seconds to lower and compile, peak-memory estimate in bytes)."""
+    """(compiled executable, {compile seconds, peak-memory estimate in bytes, GFLOP})."""
     start = time.perf_counter()
     compiled = jitted.lower(*example).compile()
     seconds = time.perf_counter() - start
-    return compiled, seconds, peak_bytes(compiled)
+    return compiled, {"compile_s": seconds, "peak_bytes": peak_bytes(compiled), "gflop": gflop(compiled)}
+
+
+def gflop(compiled) -> float | None:
+    """XLA's count of floating-point operations of one call, in billions (noise-free)."""
+    costs = compiled.cost_analysis()
+    costs = costs[0] if isinstance(costs, list) else costs
+    return costs["flops"] / 1e9 if costs and "flops" in costs else None
 
 
 def peak_bytes(compiled) -> int | None:
@@ -137,11 +144,13 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter) ->
 
     built = {name: compile_timed(jitted, *example) for name, (jitted, example) in jobs.items()}
     exe = {name: b[0] for name, b in built.items()}
-    info = {name: {"compile_s": b[1], "peak_bytes": b[2], "steps": 1} for name, b in built.items()}
+    info = {name: {**b[1], "steps": 1} for name, b in built.items()}
+    c, c_plain, k = info["c"], info.pop("c_plain"), args.guide_every
     info["d"] = {
-        "compile_s": info["c_plain"]["compile_s"],
-        "peak_bytes": max(info["c"]["peak_bytes"] or 0, info.pop("c_plain")["peak_bytes"] or 0) or None,
-        "steps": args.guide_every,
+        "compile_s": c_plain["compile_s"],
+        "peak_bytes": max(c["peak_bytes"] or 0, c_plain["peak_bytes"] or 0) or None,
+        "gflop": (c["gflop"] + (k - 1) * c_plain["gflop"]) / k if c["gflop"] and c_plain["gflop"] else None,
+        "steps": k,
     }
 
     candidates = {
@@ -162,6 +171,12 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter) ->
         "d": ms["plain"] + ms["guide_fb"] / args.guide_every,
         "e": ms["plain"] + ms["guide_fb_quarter"],
     }
+    flop = {name: info[name]["gflop"] or float("nan") for name in candidates}
+    flop_floors = {
+        **dict.fromkeys("abc", flop["plain"] + flop["guide_fb"]),
+        "d": flop["plain"] + flop["guide_fb"] / args.guide_every,
+        "e": flop["plain"] + flop["guide_fb_quarter"],
+    }
     result = {}
     for name in candidates:
         entry = {
@@ -171,7 +186,12 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter) ->
             **info[name],
         }
         if name in floors:
-            entry.update(floor_ms=floors[name], x_floor=ms[name] / floors[name])
+            entry.update(
+                floor_ms=floors[name],
+                x_floor=ms[name] / floors[name],
+                gflop_floor=flop_floors[name],
+                gflop_x_floor=flop[name] / flop_floors[name],
+            )
         result[name] = entry
     return result
 
@@ -198,6 +218,9 @@ def table(results: dict, args) -> str:
                 value = e["x_floor"] if bar[0] == "floor" else e["x_plain"]
                 verdict = f"{'ok' if value <= bar[1] else 'ABOVE'} (≤ {bar[1]:.2f}× {bar[0]})"
             mb = "n/a" if e["peak_bytes"] is None else f"{e['peak_bytes'] / 2**20:,.0f}"
+            flops = "n/a" if e["gflop"] is None else f"{e['gflop']:.1f}"
+            if "gflop_x_floor" in e:
+                flops += f" ({e['gflop_x_floor']:.2f}×)"
             rows.append(
                 [
                     preset,
@@ -206,11 +229,12 @@ def table(results: dict, args) -> str:
                     f"{e['x_plain']:.2f}",
                     f"{e['x_floor']:.2f}" if "x_floor" in e else "",
                     verdict,
+                    flops,
                     mb,
                     f"{e['compile_s']:.1f}",
                 ]
             )
-    header = ["preset", "variant", "ms/step", "× plain", "× floor", "bar", "peak MB", "compile s"]
+    header = ["preset", "variant", "ms/step", "× plain", "× floor", "bar", "GFLOP (× floor)", "peak MB", "compile s"]
     return harness.markdown_table(header, rows)
 
 
@@ -233,6 +257,7 @@ def main(argv=None) -> int:
         f"{args.rows} rows ((e): {max(args.rows // 4, 1)}), AdamW, float32, JAX {jax.__version__} on CPU; "
         f"medians of {args.repetitions} interleaved repetitions after one warm-up round. "
         "floor = plain + guide f+b at the same guide batch size ((d): plain + ¼ guide f+b). "
+        "GFLOP = XLA's count per step (cost_analysis), noise-free. "
         "peak MB = XLA's estimate: arguments + outputs − donated + temporaries. "
         "compile s = lower + compile ((d): of its plain step)."
     )
