@@ -92,11 +92,18 @@ def _load(args: argparse.Namespace):
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from gradtune.train.evaluate import translate
-
     cfg, tokenizer, graphdef, state = _load(args)
     sources = _read_lines(args.file) if args.file else [line.rstrip("\n") for line in sys.stdin]
-    translations = translate(
+    translations = _decode(args, cfg, tokenizer, graphdef, state, sources, progress=args.file is not None)
+    sys.stdout.writelines(f"{line}\n" for line in translations)
+    return 0
+
+
+def _decode(args: argparse.Namespace, cfg, tokenizer, graphdef, state, sources: list[str], progress: bool) -> list[str]:
+    """Translations of ``sources`` with the decoding options of the command line."""
+    from gradtune.train.evaluate import translate
+
+    return translate(
         tokenizer,
         graphdef,
         state.params,
@@ -105,14 +112,12 @@ def _translate(args: argparse.Namespace) -> int:
         beam_size=args.beam,
         alpha=args.alpha,
         batch_size=args.batch_size,
-        progress=args.file is not None,
+        progress=progress,
     )
-    sys.stdout.writelines(f"{line}\n" for line in translations)
-    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from gradtune.train.evaluate import scores_and_signatures, translate
+    from gradtune.train.evaluate import scores_and_signatures
     from gradtune.train.inputs import load_splits
 
     if (args.src is None) != (args.ref is None):
@@ -130,17 +135,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         sources, references = [e.source for e in examples], [e.target for e in examples]
 
     start = time.time()
-    hypotheses = translate(
-        tokenizer,
-        graphdef,
-        state.params,
-        sources,
-        cfg.data.row_len,
-        beam_size=args.beam,
-        alpha=args.alpha,
-        batch_size=args.batch_size,
-        progress=True,
-    )
+    hypotheses = _decode(args, cfg, tokenizer, graphdef, state, sources, progress=True)
     seconds = time.time() - start
     scores = scores_and_signatures(hypotheses, references)
     result = {
