@@ -28,7 +28,7 @@ def encoded_corpus(cfg: Config) -> dict:
     """The run's encoded splits (embedded lt-en by default), its tokenizer trained in a
     temporary run directory exactly as a run trains it."""
     with tempfile.TemporaryDirectory() as run_dir:
-        _, _, encoded = prepare_data(cfg, Path(run_dir))
+        _, _, encoded, _ = prepare_data(cfg, Path(run_dir))
     return encoded
 
 

@@ -61,7 +61,7 @@ def test_plain_and_guided_steps_compile_once_each(tmp_path, monkeypatch):
     loop.train(cfg, tmp_path / "run", progress=False)
 
     # The run's batch order, replayed: it crossed an epoch whose last batch was partial.
-    _, _, encoded = prepare_data(cfg, tmp_path / "run")
+    _, _, encoded, _ = prepare_data(cfg, tmp_path / "run")
     first_epoch = []
     for after, batch in training_batches(encoded["train"], batch_shapes(32, 8), cfg.train.seed):
         first_epoch.append(int((batch["tgt_seg"] > 0).any(axis=1).sum()))

@@ -7,8 +7,9 @@ used by the model or optimizer is ``spec.activation(r)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,14 @@ class GuidedSpec:
       activation: maps the raw value to the allowed range.
       shape: ``()`` for a scalar, ``(n,)`` for one value per corpus, bucket or example.
       meta_lr_scale: multiplies this value's meta-optimizer step (not its steepness).
+      frequencies: for a vector of weights (data weights), each row's share of the data
+        (summing to 1); the values are then normalised to mean 1 under these shares:
+        ``h = act(r) / Σ_k f_k·act(r_k)``, so that weights cannot act as a second
+        learning rate. ``None``: no normalisation.
+      lazy: the rows of a large vector that a step does not touch (per-example weights)
+        keep their raw value and meta-optimizer state; the normaliser is then held
+        constant in the hypergradient (its share of one row's gradient is O(1/n)), so that
+        a row's hypergradient is exactly 0 unless its example is in the batch.
     """
 
     name: str
@@ -36,6 +45,22 @@ class GuidedSpec:
     activation: Activation = field(default_factory=Activation)
     shape: tuple[int, ...] = ()
     meta_lr_scale: float = 1.0
+    frequencies: tuple[float, ...] | None = None
+    lazy: bool = False
+
+    def __post_init__(self) -> None:
+        if self.frequencies is not None and (len(self.shape) != 1 or len(self.frequencies) != self.shape[0]):
+            raise ValueError(f"guided {self.name}: {len(self.frequencies)} frequencies for shape {self.shape}")
+        if self.lazy and len(self.shape) != 1:
+            raise ValueError(f"guided {self.name}: only a vector can be updated lazily (shape {self.shape})")
+
+    def value(self, raw: jax.Array) -> jax.Array:
+        """``act(raw)``, normalised to mean 1 under ``frequencies`` when they are given."""
+        h = self.activation(raw)
+        if self.frequencies is None:
+            return h
+        mean = jnp.sum(jnp.asarray(self.frequencies, h.dtype) * h)
+        return h / (jax.lax.stop_gradient(mean) if self.lazy else mean)
 
 
 def init_raw(specs: Sequence[GuidedSpec], dtype: jnp.dtype = jnp.float32) -> Raw:
@@ -44,8 +69,8 @@ def init_raw(specs: Sequence[GuidedSpec], dtype: jnp.dtype = jnp.float32) -> Raw
 
 
 def raw_to_values(specs: Sequence[GuidedSpec], raw: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-    """The values the model and optimizer use: ``act(r)`` for each spec."""
-    return {s.name: s.activation(raw[s.name]) for s in specs}
+    """The values the model and optimizer use: ``act(r)`` for each spec (normalised weights)."""
+    return {s.name: s.value(raw[s.name]) for s in specs}
 
 
 def clean_hypergrads(grads: Raw, inf_value: float = 10.0) -> tuple[Raw, jax.Array]:
@@ -66,6 +91,9 @@ def meta_optimizer(
     ``clip`` bounds each (cleaned) hypergradient to [−clip, clip] before ``base``.
     Per-value ``meta_lr_scale`` multiplies each value's step after the base optimizer, so
     it really scales the step even for scale-invariant optimizers such as Adam.
+
+    Lazy specs (per-example weights) are stepped by ``lazy_adam`` at ``learning_rate``
+    instead of ``base``; their ``update`` then needs ``rows_present={name: bool mask}``.
     """
     if base is None:
         base = optax.adam(learning_rate)
@@ -75,4 +103,70 @@ def meta_optimizer(
         base,
         optax.stateless(lambda updates, params=None: {k: scales[k] * u for k, u in updates.items()}),
     ]
-    return optax.chain(*parts)
+    dense = optax.chain(*parts)
+    lazy = [s.name for s in specs if s.lazy]
+    if not lazy:
+        return dense
+    rows = lazy_adam(learning_rate)
+
+    def split(tree):
+        return {k: v for k, v in tree.items() if k not in lazy}, {k: tree[k] for k in lazy}
+
+    def init(params):
+        params_dense, params_lazy = split(params)
+        return dense.init(params_dense), {k: rows.init(p) for k, p in params_lazy.items()}
+
+    def update(updates, state, params=None, *, rows_present):
+        grads_dense, grads_lazy = split(updates)
+        dense_state, lazy_states = state
+        out, dense_state = dense.update(grads_dense, dense_state, split(params)[0] if params is not None else None)
+        lazy_states = dict(lazy_states)
+        for k, g in grads_lazy.items():
+            g = jnp.clip(g, -clip, clip) if clip else g
+            step, lazy_states[k] = rows.update(g, lazy_states[k], rows_present[k])
+            out[k] = scales[k] * step
+        return out, (dense_state, lazy_states)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+class LazyAdamState(NamedTuple):
+    count: jax.Array  # meta steps taken by the whole vector (for the learning-rate schedule)
+    row_count: jax.Array  # meta steps taken by each row (for its bias correction)
+    mu: jax.Array
+    nu: jax.Array
+
+
+def lazy_adam(
+    learning_rate: float | optax.Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-12
+) -> LazyRows:
+    """Adam on the rows of a vector that are present in a step; the others do not move.
+
+    Each row keeps its own moments and step count, so a row's updates are exactly Adam's on
+    the subsequence of steps it took part in (at the learning rate of those steps). ``eps``
+    is small because per-example hypergradients are small (one example's share of a
+    batch's loss).
+    """
+    schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
+
+    def init(params: jax.Array) -> LazyAdamState:
+        return LazyAdamState(
+            jnp.zeros((), jnp.int32), jnp.zeros(params.shape, jnp.int32), jnp.zeros_like(params), jnp.zeros_like(params)
+        )
+
+    def update(grads: jax.Array, state: LazyAdamState, present: jax.Array):
+        mu = jnp.where(present, b1 * state.mu + (1 - b1) * grads, state.mu)
+        nu = jnp.where(present, b2 * state.nu + (1 - b2) * grads**2, state.nu)
+        row_count = state.row_count + present.astype(jnp.int32)
+        k = jnp.maximum(row_count, 1).astype(grads.dtype)
+        step = -schedule(state.count) * (mu / (1 - b1**k)) / (jnp.sqrt(nu / (1 - b2**k)) + eps)
+        return jnp.where(present, step, 0.0), LazyAdamState(state.count + 1, row_count, mu, nu)
+
+    return LazyRows(init, update)
+
+
+class LazyRows(NamedTuple):
+    """``init(params) -> state`` and ``update(grads, state, present) -> (step, state)``."""
+
+    init: Callable[[jax.Array], LazyAdamState]
+    update: Callable[[jax.Array, LazyAdamState, jax.Array], tuple[jax.Array, LazyAdamState]]

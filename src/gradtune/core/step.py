@@ -29,6 +29,7 @@ from gradtune.core.optimizers import with_hyperparams
 
 TrainLoss = Callable[[Any, Any, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Any]]
 GuideLoss = Callable[[Any, Any], jax.Array]
+MAX_LOGGED_ROWS = 64  # vector values up to this long (corpus, bucket weights) are logged row by row
 
 
 class TrainState(NamedTuple):
@@ -53,6 +54,8 @@ class GuidedTrainer:
       meta_optimizer: the optimizer of the raw values.
       fixed: values that are not guided but still set every step (the same names as
         guided ones, so that a run without guidance uses the very same code path).
+      rows_present: ``batch -> {name: (n,) bool}``, the rows of each lazy guided vector
+        (per-example weights) that the batch touches; needed only with lazy specs.
     """
 
     train_loss: TrainLoss
@@ -62,6 +65,11 @@ class GuidedTrainer:
     specs: Sequence[GuidedSpec]
     meta_optimizer: optax.GradientTransformation
     fixed: Mapping[str, float] = field(default_factory=dict)
+    rows_present: Callable[[Any], Mapping[str, jax.Array]] | None = None
+
+    def __post_init__(self) -> None:
+        if any(s.lazy for s in self.specs) and self.rows_present is None:
+            raise ValueError("lazy guided values (per-example weights) need GuidedTrainer.rows_present")
 
     def init(self, params: Any, dtype: jnp.dtype = jnp.float32) -> TrainState:
         raw = init_raw(self.specs, dtype)
@@ -104,6 +112,12 @@ class GuidedTrainer:
             "learning_rate": hyper["learning_rate"],
             "grad_norm": optax.tree.norm(grads),
             **{f"value/{s.name}": values[s.name] for s in self.specs if not s.shape},
+            **{
+                f"value/{s.name}/{i}": values[s.name][i]
+                for s in self.specs
+                if s.shape and not s.lazy and s.shape[0] <= MAX_LOGGED_ROWS
+                for i in range(s.shape[0])
+            },
         }
         return new_params, new_opt_state, metrics, aux
 
@@ -125,7 +139,8 @@ class GuidedTrainer:
             state.raw
         )
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
-        updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw)
+        extra = {"rows_present": self.rows_present(batch)} if any(s.lazy for s in self.specs) else {}
+        updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
         raw = optax.apply_updates(state.raw, updates)
         metrics = {
             **metrics,

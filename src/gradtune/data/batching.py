@@ -17,7 +17,9 @@ Within a shape, examples are placed first fit into the rows of the batch being f
 batch is emitted when the next example of its shape fits in none of its rows.
 
 Batch arrays (int32): ``src``, ``src_seg``, ``src_pos``, ``tgt_in`` (BOS + target),
-``tgt_out`` (target + EOS; 0 where padding), ``tgt_seg``, ``tgt_pos``.
+``tgt_out`` (target + EOS; 0 where padding), ``tgt_seg``, ``tgt_pos``; with ``tags``
+(per-example integer ids by name, e.g. corpus, bucket, example), also ``tgt_<name>``: each
+target token's id (0 where padding), for data weights.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ Encoded = tuple[np.ndarray, np.ndarray]  # (source ids + EOS, target ids + EOS)
 Shape = tuple[int, int]  # (rows, row_len)
 Placement = tuple[int, int, int, int, int]  # example index, row, source start, target start, segment id
 Plan = tuple[int, list[Placement]]  # (index of the batch's shape, where each of its examples goes)
+Tags = dict[str, np.ndarray]  # name -> one integer id per example
 
 FIELDS = ("src", "src_seg", "src_pos", "tgt_in", "tgt_out", "tgt_seg", "tgt_pos")
 MIN_BUCKET = 8  # shortest row of the token-budget layout
@@ -126,9 +129,12 @@ def plan_batches(lengths: np.ndarray, order: Sequence[int], shapes: Sequence[Sha
             yield k, batch.placed
 
 
-def build_batch(examples: Sequence[Encoded], placed: Sequence[Placement], shape: Shape) -> Batch:
+def build_batch(
+    examples: Sequence[Encoded], placed: Sequence[Placement], shape: Shape, tags: Tags | None = None
+) -> Batch:
     """The arrays of one planned batch; everything not written stays 0 (padding)."""
-    batch = {name: np.zeros(shape, np.int32) for name in FIELDS}
+    tags = tags or {}
+    batch = {name: np.zeros(shape, np.int32) for name in (*FIELDS, *(f"tgt_{k}" for k in tags))}
     for index, row, s0, t0, segment in placed:
         src, tgt = examples[index]
         s1, t1 = s0 + len(src), t0 + len(tgt)
@@ -140,14 +146,18 @@ def build_batch(examples: Sequence[Encoded], placed: Sequence[Placement], shape:
         batch["tgt_in"][row, t0 + 1 : t1] = tgt[:-1]
         batch["tgt_seg"][row, t0:t1] = segment
         batch["tgt_pos"][row, t0:t1] = np.arange(len(tgt))
+        for name, ids in tags.items():
+            batch[f"tgt_{name}"][row, t0:t1] = ids[index]
     return batch
 
 
-def pack(examples: Sequence[Encoded], order: Sequence[int], rows: int, row_len: int) -> Iterator[Batch]:
+def pack(
+    examples: Sequence[Encoded], order: Sequence[int], rows: int, row_len: int, tags: Tags | None = None
+) -> Iterator[Batch]:
     """Batches of shape ``(rows, row_len)`` of ``examples`` taken in ``order``, first fit."""
     shape = (rows, row_len)
     for _, placed in plan_batches(example_lengths(examples), order, [shape]):
-        yield build_batch(examples, placed, shape)
+        yield build_batch(examples, placed, shape, tags)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -166,7 +176,11 @@ START = StreamState(0, 0)
 
 
 def training_batches(
-    examples: Sequence[Encoded], shapes: Sequence[Shape], seed: int, start: StreamState = START
+    examples: Sequence[Encoded],
+    shapes: Sequence[Shape],
+    seed: int,
+    start: StreamState = START,
+    tags: Tags | None = None,
 ) -> Iterator[tuple[StreamState, Batch]]:
     """Endless batches from ``start``, each with the state that follows it; reshuffled every epoch.
 
@@ -183,7 +197,7 @@ def training_batches(
             (k, placed), upcoming = upcoming, next(plans, None)
             if position >= skip:
                 after = StreamState(epoch, position + 1) if upcoming is not None else StreamState(epoch + 1, 0)
-                yield after, build_batch(examples, placed, shapes[k])
+                yield after, build_batch(examples, placed, shapes[k], tags)
             position += 1
         epoch, skip = epoch + 1, 0
 
@@ -203,12 +217,13 @@ class BatchStream:
         seed: int,
         start: StreamState = START,
         prefetch: int = 4,
+        tags: Tags | None = None,
     ):
         check_fit(examples, shapes)
         self._state = StreamState(*start)
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
-        batches = training_batches(examples, shapes, seed, self._state)
+        batches = training_batches(examples, shapes, seed, self._state, tags)
         threading.Thread(target=self._produce, args=(batches,), daemon=True).start()
 
     def _put(self, item) -> bool:

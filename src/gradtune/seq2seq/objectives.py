@@ -8,7 +8,27 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gradtune.core.data_weights import KINDS, rows_present, token_weights, weight_name
 from gradtune.seq2seq.loss import accuracy_counts, masked_mean, token_losses
+
+
+def data_ids(batch) -> dict[str, jax.Array]:
+    """The per-token corpus, bucket and example ids a batch carries (``tgt_<kind>``)."""
+    return {kind: batch[f"tgt_{kind}"] for kind in KINDS if f"tgt_{kind}" in batch}
+
+
+def make_rows_present(sizes: Mapping[str, int]):
+    """``batch -> {name: bool mask}`` for the lazy weight vectors (``sizes``: name → rows)."""
+
+    def present(batch):
+        ids, mask = data_ids(batch), batch["tgt_out"] != 0
+        return {
+            weight_name(kind): rows_present(ids[kind], mask, sizes[weight_name(kind)])
+            for kind in KINDS
+            if weight_name(kind) in sizes
+        }
+
+    return present
 
 
 def make_losses(graphdef: nnx.GraphDef):
@@ -17,7 +37,9 @@ def make_losses(graphdef: nnx.GraphDef):
     def train_loss(params, batch, key: jax.Array, values: Mapping[str, jax.Array]):
         logits = nnx.merge(graphdef, params)(batch, key)
         losses = token_losses(logits, batch["tgt_out"], values.get("label_smoothing", 0.0))
-        loss, tokens = masked_mean(losses, batch["tgt_out"])
+        weights = token_weights(values, data_ids(batch))
+        # Data weights: weighted losses over the unweighted token count (see core.data_weights).
+        loss, tokens = masked_mean(losses if weights is None else weights * losses, batch["tgt_out"])
         return loss, {"tokens": tokens}
 
     def guide_loss(params, batch):

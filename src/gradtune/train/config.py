@@ -33,6 +33,8 @@ class DataConfig:
     batch_rows: int = 32  # rows per training batch
     batch_tokens: int = 0  # > 0: token-budget batches in length buckets instead of batch_rows rows
     guide_rows: int = 32  # rows per guide batch
+    bucket_by: str = "length"  # data-weight buckets: 'length' (target-length quantiles) or 'group' (integer column)
+    num_buckets: int = 8  # buckets of bucket_by = 'length'
     dev_fraction: float = 0.05
     test_fraction: float = 0.05
     guide_fraction: float = 0.01
@@ -82,7 +84,9 @@ class GuidanceConfig:
     warmup_steps: int = 0  # plain steps before guidance starts
     guide_every: int = 1  # a guided step every k steps; plain steps in between
     reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never
-    guide_batch: str = "fixed"  # fixed | cycle (new each guided step) | epoch (new each epoch) | train
+    # fixed | cycle (new each guided step) | epoch (new each epoch) | train;
+    # auto: cycle when data weights are guided (one fixed batch would be overfitted), else fixed
+    guide_batch: str = "auto"
 
 
 @dataclass

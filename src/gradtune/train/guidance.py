@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+import numpy as np
 import optax
 
 from gradtune.core import (
@@ -14,8 +16,10 @@ from gradtune.core import (
     optimizer_def,
     parse_schedule,
 )
+from gradtune.core.data_weights import KINDS, NAMES, data_weight_spec, weight_name
 from gradtune.core.defaults import default_activation
 from gradtune.errors import ConfigError
+from gradtune.seq2seq.objectives import make_rows_present
 from gradtune.train.config import Config
 from gradtune.train.guide_batches import POLICIES
 
@@ -35,7 +39,7 @@ def guided_names(cfg: Config) -> tuple[str, ...]:
     if not cfg.guidance.enabled:
         return ()
     definition = optimizer_def(cfg.optim.optimizer)
-    allowed = (*definition.guidable, *LOSS_SIDE)
+    allowed = (*definition.guidable, *LOSS_SIDE, *NAMES)
     names: list[str] = []
     for item in (s.strip() for s in cfg.guidance.guided.split(",")):
         if item in ("", "none"):
@@ -74,16 +78,27 @@ def parse_spec_overrides(text: str) -> dict[str, dict[str, str]]:
     return overrides
 
 
-def make_spec(name: str, init: float, override: dict[str, str]) -> GuidedSpec:
+def make_spec(name: str, init: float, override: dict[str, str], counts: np.ndarray | None = None) -> GuidedSpec:
+    """The spec of a guided value; data weights (``counts``: each row's training tokens) start at 1."""
     activation = default_activation(name, init)
     try:
         numbers = {k: float(v) for k, v in override.items() if k != "kind"}
         meta_lr = numbers.pop("meta_lr", 1.0)
         activation = replace(activation, kind=override.get("kind", activation.kind), **numbers)
         activation.inverse(init)  # fails now, not at init, on a bad initial value
+        if counts is not None:
+            return data_weight_spec(name.removesuffix("_weights"), counts, activation, meta_lr)
     except ValueError as e:
         raise ConfigError(f"guided {name}: {e}") from e
     return GuidedSpec(name, init, activation, meta_lr_scale=meta_lr)
+
+
+def guide_policy(cfg: Config, guided: tuple[str, ...]) -> str:
+    """``guidance.guide_batch`` with ``auto`` resolved: cycle when data weights are guided."""
+    policy = cfg.guidance.guide_batch
+    if policy == "auto":
+        return "cycle" if set(guided) & set(NAMES) else "fixed"
+    return policy
 
 
 def build_meta_optimizer(cfg: Config, specs: list[GuidedSpec]) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -101,18 +116,23 @@ def build_meta_optimizer(cfg: Config, specs: list[GuidedSpec]) -> tuple[optax.Gr
         base = factory(schedule)
     except TypeError as e:
         raise ConfigError(f"guidance.meta_optimizer: optax.{g.meta_optimizer} does not take a learning rate") from e
-    return meta_optimizer(specs, base=base, clip=g.clip), schedule
+    return meta_optimizer(specs, learning_rate=schedule, base=base, clip=g.clip), schedule
 
 
-def build_trainer(cfg: Config, train_loss, guide_loss) -> Setup:
-    """The trainer of the run; also writes the resolved hyper-parameters into ``cfg.optim``."""
+def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[str, np.ndarray] | None = None) -> Setup:
+    """The trainer of the run; also writes the resolved hyper-parameters into ``cfg.optim``
+    and the resolved guide-batch policy into ``cfg.guidance``.
+
+    ``weight_counts``: kind (corpus, bucket, example) → training tokens of each row; needed
+    when data weights are guided.
+    """
     optim, g = cfg.optim, cfg.guidance
     try:
         definition = optimizer_def(optim.optimizer)
     except ValueError as e:
         raise ConfigError(f"optim.optimizer: {e}") from e
-    if g.guide_batch not in POLICIES:
-        raise ConfigError(f"guidance.guide_batch: {g.guide_batch!r}; choose one of {', '.join(POLICIES)}")
+    if g.guide_batch not in (*POLICIES, "auto"):
+        raise ConfigError(f"guidance.guide_batch: {g.guide_batch!r}; choose one of auto, {', '.join(POLICIES)}")
     if g.guide_every < 1 or g.reset_every < 0 or g.warmup_steps < 0:
         raise ConfigError("guidance.guide_every must be ≥ 1, reset_every and warmup_steps ≥ 0")
     hyperparams = {}
@@ -135,8 +155,14 @@ def build_trainer(cfg: Config, train_loss, guide_loss) -> Setup:
         raise ConfigError(
             f"guidance.specs names {', '.join(sorted(unknown))}, which is not guided ({', '.join(names) or 'none'})"
         )
-    specs = [make_spec(name, fixed[name], overrides.get(name, {})) for name in names]
+    counts = {weight_name(kind): c for kind, c in (weight_counts or {}).items() if kind in KINDS}
+    missing = [n for n in names if n in NAMES and n not in counts]
+    if missing:
+        raise ConfigError(f"guided {', '.join(missing)}: the run's data carries no such ids")
+    specs = [make_spec(name, fixed.get(name, 1.0), overrides.get(name, {}), counts.get(name)) for name in names]
+    g.guide_batch = guide_policy(cfg, names)
     meta, meta_schedule = build_meta_optimizer(cfg, specs)
+    lazy = {s.name: s.shape[0] for s in specs if s.lazy}
     trainer = GuidedTrainer(
         train_loss=train_loss,
         guide_loss=guide_loss,
@@ -145,5 +171,6 @@ def build_trainer(cfg: Config, train_loss, guide_loss) -> Setup:
         specs=tuple(specs),
         meta_optimizer=meta,
         fixed=fixed,
+        rows_present=make_rows_present(lazy) if lazy else None,
     )
     return Setup(trainer, hyperparams, names, meta_schedule)

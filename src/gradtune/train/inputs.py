@@ -21,7 +21,8 @@ def load_splits(d: DataConfig) -> Prepared:
 
 
 def prepare_data(cfg: Config, run_dir: Path):
-    """Splits, tokenizer (cached in the run directory) and encoded examples; writes ``data.json``."""
+    """Splits, tokenizer (cached in the run directory), encoded examples and corpus names;
+    writes ``data.json``."""
     d = cfg.data
     prepared = load_splits(d)
     splits = prepared.splits
@@ -34,4 +35,4 @@ def prepare_data(cfg: Config, run_dir: Path):
     report = run_dir / "data.json.tmp"
     report.write_text(json.dumps(prepared.report, indent=2) + "\n")
     report.replace(run_dir / "data.json")
-    return splits, tokenizer, encoded
+    return splits, tokenizer, encoded, prepared.corpora

@@ -11,18 +11,20 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from gradtune.core.data_weights import KINDS, weight_name
 from gradtune.data.batching import BatchStream, StreamState, batch_shapes, pack
 from gradtune.errors import ConfigError
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
 from gradtune.train.checkpoint import save_checkpoint, update_best, write_json
 from gradtune.train.config import Config, to_dict
+from gradtune.train.data_weights import data_tags, write_counts, write_weights
 from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.inputs import prepare_data
 from gradtune.train.logbook import Logbook, read_metrics
 from gradtune.train.plot import plot_run
 from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
-from gradtune.train.setup import build_state
+from gradtune.train.setup import WEIGHT_COUNTS, build_state
 from gradtune.train.signals import stop_requests
 
 
@@ -43,15 +45,17 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     run_dir.mkdir(parents=True, exist_ok=True)
 
     # Data: splits, tokenizer, the dev set, the guide batches.
-    splits, tokenizer, encoded = prepare_data(cfg, run_dir)
+    splits, tokenizer, encoded, corpora = prepare_data(cfg, run_dir)
     d, g, t = cfg.data, cfg.guidance, cfg.train
-    guide_batch = GuideBatches(g.guide_batch, encoded["guide"], d.guide_rows, d.row_len, t.seed)
+    tags = data_tags(d, splits["train"], encoded["train"], corpora)
     dev_batches = list(pack(encoded["dev"], range(len(encoded["dev"])), d.batch_rows, d.row_len))
     bleu_dev = splits["dev"][: t.bleu_examples]
 
     # Model and training state, fresh or from the newest complete checkpoint.
-    model_cfg, graphdef, setup, state = build_state(cfg, tokenizer.vocab_size())
+    model_cfg, graphdef, setup, state = build_state(cfg, tokenizer.vocab_size(), tags.counts)
     trainer, guidance = setup.trainer, setup.guided
+    weighted = [kind for kind in KINDS if weight_name(kind) in guidance]
+    guide_batch = GuideBatches(g.guide_batch, encoded["guide"], d.guide_rows, d.row_len, t.seed)
     eval_counts = jax.jit(make_losses(graphdef)[2])
     host = {"data": [0, 0], "scores": {}}
     if resume:
@@ -59,9 +63,12 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
         rewind_metrics(run_dir, int(state.step))
     else:
         write_json(run_dir / "config.json", to_dict(cfg))
+        write_counts(run_dir / WEIGHT_COUNTS, tags)
     first_step = int(state.step)
     shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
-    train_stream = BatchStream(encoded["train"], shapes, t.seed, start=StreamState(*host["data"]))
+    train_stream = BatchStream(
+        encoded["train"], shapes, t.seed, start=StreamState(*host["data"]), tags={k: tags.tags[k] for k in weighted}
+    )
 
     # Pure, jitted steps: the dropout key is derived from the step inside the jit.
     root_key = jax.random.key(t.seed)
@@ -166,9 +173,14 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
 
     # Artefacts: learned values, plot, summary.
     records = read_metrics(run_dir)
-    write_learned_values(run_dir, records, trainer.values(state.raw), guidance)
+    final = trainer.values(state.raw)
+    write_learned_values(run_dir, records, final, guidance)
+    write_weights(run_dir, {k: v for k, v in final.items() if k in guidance}, tags, splits["train"])
     plot_run(
-        records, run_dir / "run.png", title=f"{d.corpus}, {model_cfg.d_model}d, guided: {', '.join(guidance) or 'none'}"
+        records,
+        run_dir / "run.png",
+        title=f"{d.corpus}, {model_cfg.d_model}d, guided: {', '.join(guidance) or 'none'}",
+        row_names={"corpus_weights": tags.corpus_names, "bucket_weights": tags.bucket_names},
     )
     summary = summarize(records, scores, guidance)
     summary.update(
@@ -194,8 +206,16 @@ def tokens_per_second(intervals: list[tuple[float, float]]) -> float:
 
 
 def write_learned_values(run_dir: Path, records: list[dict], final: dict, guided: tuple[str, ...]) -> None:
-    trajectories = {name: [[r["step"], r[f"value/{name}"]] for r in records if f"value/{name}" in r] for name in guided}
-    values = {k: np.asarray(v).tolist() for k, v in final.items()}
+    """``learned_values.json``: final values (example weights: see example_weights.tsv), trajectories."""
+    trajectories = {}
+    for name in guided:
+        keys = sorted(
+            {k for r in records for k in r if k == f"value/{name}" or k.startswith(f"value/{name}/")},
+            key=lambda k: int(k.rsplit("/", 1)[1]) if k.count("/") == 2 else -1,
+        )
+        for key in keys:
+            trajectories[key.removeprefix("value/")] = [[r["step"], r[key]] for r in records if key in r]
+    values = {k: np.asarray(v).tolist() for k, v in final.items() if k != "example_weights"}
     payload = {"guided": list(guided), "final": values, "trajectory": trajectories}
     write_json(run_dir / "learned_values.json", payload)
 

@@ -15,8 +15,11 @@ def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_run(records: list[dict], path: Path, title: str = "") -> None:
-    values = sorted({k for r in records for k in r if k.startswith("value/")})
+def plot_run(records: list[dict], path: Path, title: str = "", row_names: dict[str, list[str]] | None = None) -> None:
+    """Losses, the effective learning rate and one panel per guided value; a vector value
+    (``value/NAME/i``, e.g. corpus weights) gets one line per row, labelled by ``row_names``."""
+    keys = {k for r in records for k in r if k.startswith("value/")}
+    values = sorted({k.split("/")[1] for k in keys})
     fig, axes = plt.subplots(2 + len(values), 1, figsize=(7, 2.6 * (2 + len(values))), sharex=True)
     ax = axes[0]
     for key in ("train_loss", "guide_loss", "dev_loss"):
@@ -29,13 +32,19 @@ def plot_run(records: list[dict], path: Path, title: str = "") -> None:
     ax = axes[1]
     ax.plot(*_series(records, "learning_rate"))
     ax.set_ylabel("effective learning rate")
-    for ax, key in zip(axes[2:], values, strict=True):
-        ax.plot(*_series(records, key))
-        ax.set_ylabel(key.removeprefix("value/"))
-        if key == "value/learning_rate":
-            ax.set_ylabel("lr multiplier")
-        _, ys = _series(records, key)
-        if ys and min(ys) > 0 and max(ys) / min(ys) > 10:
+    for ax, name in zip(axes[2:], values, strict=True):
+        rows = sorted((k for k in keys if k.startswith(f"value/{name}/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+        labels = (row_names or {}).get(name, [])
+        every = []
+        for key in rows or [f"value/{name}"]:
+            steps, ys = _series(records, key)
+            index = int(key.rsplit("/", 1)[1]) if rows else -1
+            ax.plot(steps, ys, label=labels[index] if 0 <= index < len(labels) else key.rsplit("/", 1)[1])
+            every += ys
+        ax.set_ylabel("lr multiplier" if name == "learning_rate" else name)
+        if rows:
+            ax.legend(fontsize="small")
+        if every and min(every) > 0 and max(every) / min(every) > 10:
             ax.set_yscale("log")
     axes[-1].set_xlabel("step")
     fig.tight_layout()

@@ -14,7 +14,10 @@ from gradtune.seq2seq.model import Transformer, preset
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train.checkpoint import find_checkpoint, restore_arrays
 from gradtune.train.config import Config, load_config
+from gradtune.train.data_weights import read_counts
 from gradtune.train.guidance import build_trainer
+
+WEIGHT_COUNTS = "weight_counts.json"  # training tokens per corpus, bucket and example
 
 
 def model_config(cfg: Config, vocab_size: int):
@@ -30,12 +33,15 @@ def model_config(cfg: Config, vocab_size: int):
     return model_cfg
 
 
-def build_state(cfg: Config, vocab_size: int):
-    """Model config, graphdef, trainer setup and initial training state of a run."""
+def build_state(cfg: Config, vocab_size: int, weight_counts=None):
+    """Model config, graphdef, trainer setup and initial training state of a run.
+
+    ``weight_counts``: training tokens per corpus, bucket and example (for data weights).
+    """
     model_cfg = model_config(cfg, vocab_size)
     graphdef, params = nnx.split(Transformer(model_cfg, nnx.Rngs(cfg.train.seed)))
     train_loss, guide_loss, _ = make_losses(graphdef)
-    setup = build_trainer(cfg, train_loss, guide_loss)
+    setup = build_trainer(cfg, train_loss, guide_loss, weight_counts)
     return model_cfg, graphdef, setup, setup.trainer.init(params)
 
 
@@ -44,6 +50,6 @@ def load_run(run_dir: Path, which: str = "last"):
     (``last``, ``best`` or a step)."""
     cfg = load_config(run_dir / "config.json")
     tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / "tokenizer.model"))
-    _, graphdef, _, like = build_state(cfg, tokenizer.vocab_size())
+    _, graphdef, _, like = build_state(cfg, tokenizer.vocab_size(), read_counts(run_dir / WEIGHT_COUNTS))
     step = find_checkpoint(run_dir, which)
     return cfg, tokenizer, graphdef, TrainState(**restore_arrays(run_dir, step, like._asdict()))

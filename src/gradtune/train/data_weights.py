@@ -1,0 +1,135 @@
+"""Data weights in a run: each training example's ids, the rows' token counts, the outputs.
+
+Every training example gets three ids, written per target token into the batches:
+
+* ``corpus``: the index of its source in ``data.corpus`` (in the order given);
+* ``bucket``: with ``data.bucket_by = "length"``, one of ``data.num_buckets`` buckets of
+  equal example counts by target length (in tokens); with ``"group"``, its TSV group
+  column read as an integer (the buckets are the distinct integers, ascending);
+* ``example``: its index in the training split.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradtune.core.data_weights import KINDS, NAMES, weight_name
+from gradtune.data.batching import Encoded, Tags
+from gradtune.data.corpora import Example
+from gradtune.errors import ConfigError, DataError
+from gradtune.train.checkpoint import write_json
+from gradtune.train.config import DataConfig
+
+BUCKETING = ("length", "group")
+
+
+@dataclass(frozen=True)
+class DataTags:
+    """The ids of every training example and, per kind, each row's training target tokens."""
+
+    tags: Tags  # kind -> (n,) int32 ids
+    counts: dict[str, np.ndarray]  # kind -> (rows,) target tokens in training
+    corpus_names: list[str]
+    bucket_names: list[str]  # "3-7 tokens" or the group integer
+
+    def sizes(self) -> dict[str, int]:
+        return {weight_name(kind): len(c) for kind, c in self.counts.items()}
+
+
+def length_buckets(lengths: np.ndarray, num_buckets: int) -> tuple[np.ndarray, list[str]]:
+    """Bucket ids by equal-count quantiles of ``lengths``, and a name per bucket."""
+    if num_buckets < 1:
+        raise ConfigError(f"data.num_buckets is {num_buckets}; it must be at least 1")
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1], method="higher"))
+    ids = np.searchsorted(edges, lengths, side="right").astype(np.int32)
+    bounds = [int(lengths.min()), *edges.tolist(), int(lengths.max()) + 1]
+    names = [f"{lo}-{hi - 1} tokens" for lo, hi in itertools.pairwise(bounds)]
+    return ids, names
+
+
+def group_buckets(examples: Sequence[Example]) -> tuple[np.ndarray, list[str]]:
+    """Bucket ids from the examples' group column, which must hold integers."""
+    try:
+        values = np.array([int(e.group) for e in examples])
+    except ValueError as e:
+        raise DataError(
+            f"data.bucket_by = 'group' needs an integer third column in every TSV line: {e}; "
+            "or use data.bucket_by = 'length'"
+        ) from e
+    distinct, ids = np.unique(values, return_inverse=True)
+    return ids.astype(np.int32), [str(v) for v in distinct]
+
+
+def data_tags(d: DataConfig, examples: Sequence[Example], encoded: Sequence[Encoded], corpora: list[str]) -> DataTags:
+    """The corpus, bucket and example ids of the training split, and the rows' token counts."""
+    if d.bucket_by not in BUCKETING:
+        raise ConfigError(f"data.bucket_by is {d.bucket_by!r}; choose one of {', '.join(BUCKETING)}")
+    target_tokens = np.array([len(tgt) for _, tgt in encoded], np.int64)
+    if d.bucket_by == "length":
+        buckets, bucket_names = length_buckets(target_tokens, d.num_buckets)
+    else:
+        buckets, bucket_names = group_buckets(examples)
+    tags = {
+        "corpus": np.array([e.corpus for e in examples], np.int32),
+        "bucket": buckets,
+        "example": np.arange(len(examples), dtype=np.int32),
+    }
+    sizes = {"corpus": len(corpora), "bucket": len(bucket_names), "example": len(examples)}
+    counts = {kind: np.bincount(tags[kind], target_tokens, minlength=sizes[kind]) for kind in KINDS}
+    return DataTags(tags, counts, corpora, bucket_names)
+
+
+def write_counts(path: Path, tags: DataTags) -> None:
+    """The rows' token counts (they fix the weights' normalisation), to rebuild a run's state."""
+    write_json(path, {kind: c.astype(int).tolist() for kind, c in tags.counts.items()})
+
+
+def read_counts(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    return {kind: np.asarray(c, np.int64) for kind, c in json.loads(path.read_text()).items()}
+
+
+def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequence[Example]) -> list[str]:
+    """``corpus_weights.json`` and ``bucket_weights.json`` for the guided ones, and
+    ``example_weights.tsv``: per training example, the product of its guided weights."""
+    written = []
+    for kind, names in (("corpus", tags.corpus_names), ("bucket", tags.bucket_names)):
+        if weight_name(kind) in values:
+            weights = np.asarray(values[weight_name(kind)], np.float64)
+            rows = [
+                {kind: name, "weight": float(w), "train_tokens": int(c)}
+                for name, w, c in zip(names, weights, tags.counts[kind], strict=True)
+            ]
+            write_json(run_dir / f"{weight_name(kind)}.json", rows)
+            written.append(f"{weight_name(kind)}.json")
+    if any(name in values for name in NAMES):
+        weights = example_weights(values, tags)
+        lines = ["corpus\tindex\tweight\tsource\ttarget"]
+        for i, (e, w) in enumerate(zip(examples, weights, strict=True)):
+            text = "\t".join(_one_field(x) for x in (e.source, e.target))
+            lines.append(f"{tags.corpus_names[e.corpus]}\t{i}\t{w:.6g}\t{text}")
+        tmp = run_dir / "example_weights.tsv.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(run_dir / "example_weights.tsv")
+        written.append("example_weights.tsv")
+    return written
+
+
+def example_weights(values: dict, tags: DataTags) -> np.ndarray:
+    """Each training example's weight: the product of its corpus, bucket and example weights."""
+    weights = np.ones(len(tags.tags["example"]))
+    for kind in KINDS:
+        if weight_name(kind) in values:
+            weights = weights * np.asarray(values[weight_name(kind)], np.float64)[tags.tags[kind]]
+    return weights
+
+
+def _one_field(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ")
