@@ -98,7 +98,7 @@ def _check_hypergrads(args: argparse.Namespace) -> int:
     if unknown:
         raise GradtuneError(f"unknown optimizer {', '.join(sorted(unknown))}; choose from {', '.join(OPTIMIZERS)}")
     start = time.time()
-    rows = check_all(args.optimizer or None, seed=args.seed)
+    rows = check_all(args.optimizer or None, seed=args.seed, data_weights=not args.optimizer)
     print(format_table(rows))
     print(f"({time.time() - start:.0f} s)")
     return 0 if all(r.passed for r in rows) else 1
@@ -138,10 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         "check-hypergrads",
         help="check every optimizer's hypergradients against finite differences (float64)",
         description="For every optimizer and every guidable value, compare the hypergradient of a guided step "
-        "on a small random Transformer (after 3 warm-up steps) with a central finite difference in float64. "
+        "on a small random Transformer (after 3 warm-up steps) with a central finite difference in float64; "
+        "then rows of corpus, bucket and example weights (AdamW, packed rows with random ids). "
         "Prints a table; exits 1 on any mismatch.",
     )
-    check.add_argument("--optimizer", action="append", default=[], help="check only this optimizer (repeatable)")
+    check.add_argument(
+        "--optimizer", action="append", default=[], help="check only this optimizer, no data weights (repeatable)"
+    )
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(func=_check_hypergrads)
 

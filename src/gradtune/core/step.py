@@ -128,16 +128,20 @@ class GuidedTrainer:
         new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"])
         return new_state, metrics, aux
 
-    def guided_step(self, state: TrainState, batch: Any, guide_batch: Any, key: jax.Array):
-        """One model update plus one meta update of the raw values (steps 1–4)."""
+    def hypergradients(self, state: TrainState, batch: Any, guide_batch: Any, key: jax.Array):
+        """Steps 1–3: ``(guide loss, ∇r F, (θ', S', metrics, aux))`` — the raw hypergradients
+        of every guided value, vectors included, before cleaning."""
 
         def guide_objective(raw):
             params, opt_state, metrics, aux = self.lookahead(raw, state, batch, key)
             return self.guide_loss(params, guide_batch), (params, opt_state, metrics, aux)
 
-        (guide, (params, opt_state, metrics, aux)), hypergrads = jax.value_and_grad(guide_objective, has_aux=True)(
-            state.raw
-        )
+        (guide, updated), hypergrads = jax.value_and_grad(guide_objective, has_aux=True)(state.raw)
+        return guide, hypergrads, updated
+
+    def guided_step(self, state: TrainState, batch: Any, guide_batch: Any, key: jax.Array):
+        """One model update plus one meta update of the raw values (steps 1–4)."""
+        guide, hypergrads, (params, opt_state, metrics, aux) = self.hypergradients(state, batch, guide_batch, key)
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
         extra = {"rows_present": self.rows_present(batch)} if any(s.lazy for s in self.specs) else {}
         updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)

@@ -11,11 +11,18 @@ confirmed by any finite difference; they are marked, not skipped.
 
 The guided step itself is the only compiled function per optimizer: it gives the
 hypergradient, and its guide loss at perturbed raw values gives F(r ± h).
+
+Data weights (AdamW, a few corpus, bucket and example rows, on packed rows whose examples
+carry random ids) are checked row by row. Example weights hold their mean-1 normaliser
+constant in the hypergradient (``core.data_weights``); their finite difference is taken
+the same way: with exp weights, ``act(r)/Z == act(r − log Z)``, so F is evaluated with the
+normalisation switched off at raw values shifted by ``−log Z`` (Z from the unperturbed r).
+A row absent from the batch must have a hypergradient of exactly 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +30,10 @@ import numpy as np
 from flax import nnx
 
 from gradtune.core import OPTIMIZERS, GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer
+from gradtune.core.data_weights import data_weight_spec
 from gradtune.core.defaults import default_activation
 from gradtune.seq2seq.model import ModelConfig, Transformer
-from gradtune.seq2seq.objectives import make_losses
+from gradtune.seq2seq.objectives import make_losses, make_rows_present
 
 LOSS_SIDE = ("label_smoothing",)
 EPS64 = float(np.finfo(np.float64).eps)
@@ -53,8 +61,11 @@ class Row:
         return abs(self.fd) <= self.atol
 
 
-def random_batch(rng: np.random.Generator, rows: int, length: int, vocab: int) -> dict[str, np.ndarray]:
-    """Rows packed with two examples each and two padding tokens at the end."""
+def random_batch(
+    rng: np.random.Generator, rows: int, length: int, vocab: int, sizes: dict[str, int] | None = None
+) -> dict[str, np.ndarray]:
+    """Rows packed with two examples each and two padding tokens at the end; with ``sizes``
+    (kind → rows), each example also gets random corpus/bucket/example ids (``tgt_<kind>``)."""
     half, used = length // 2, length - 2
     index = np.arange(length)
     seg = np.where(index < half, 1, 2) * (index < used)
@@ -65,6 +76,9 @@ def random_batch(rng: np.random.Generator, rows: int, length: int, vocab: int) -
         batch[f"{side}_pos"] = np.tile(pos, (rows, 1)).astype(np.int32)
     for name in ("src", "tgt_in", "tgt_out"):
         batch[name] = (rng.integers(4, vocab, (rows, length)) * (seg > 0)).astype(np.int32)
+    for kind, size in (sizes or {}).items():
+        ids = rng.integers(0, size, (rows, 2))  # one id per example (segment)
+        batch[f"tgt_{kind}"] = np.where(seg == 1, ids[:, :1], ids[:, 1:]).astype(np.int32) * (seg > 0)
     return batch
 
 
@@ -104,21 +118,89 @@ def check_optimizer(name: str, seed: int = 0, warmup: int = 3, h: float = 1e-4, 
     return rows
 
 
-def check_all(optimizers: list[str] | None = None, seed: int = 0) -> list[Row]:
+DATA_SIZES = {"corpus": 3, "bucket": 4, "example": 40}
+
+
+def check_data_weights(seed: int = 0, warmup: int = 3, h: float = 1e-4, rtol: float = 1e-4) -> list[Row]:
+    """Rows for corpus, bucket and example weights under AdamW (call inside ``jax.enable_x64``)."""
+    rng = np.random.default_rng(seed)
+    vocab = 40
+    cfg = ModelConfig(vocab_size=vocab, d_model=16, num_heads=2, mlp_dim=32, encoder_layers=1, decoder_layers=1)
+    graphdef, params = nnx.split(Transformer(cfg, nnx.Rngs(seed), dtype=jnp.float64))
+    train_loss, guide_loss, _ = make_losses(graphdef)
+    defaults = OPTIMIZERS["adamw"].defaults
+    fixed = {"learning_rate": 1.0, "label_smoothing": 0.1, **defaults}
+    specs = tuple(
+        data_weight_spec(kind, rng.integers(1, 50, size)) for kind, size in DATA_SIZES.items()
+    )  # random token counts: unequal frequencies
+
+    def trainer_of(specs) -> GuidedTrainer:
+        lazy = {s.name: s.shape[0] for s in specs if s.lazy}
+        return GuidedTrainer(
+            train_loss, guide_loss, make_optimizer("adamw", defaults), lambda step: 1e-2, specs,
+            meta_optimizer(specs, learning_rate=0.05), fixed, make_rows_present(lazy) if lazy else None,
+        )  # fmt: skip
+
+    def batches():
+        return random_batch(rng, 3, 12, vocab, DATA_SIZES), random_batch(rng, 2, 12, vocab)
+
+    trainer = trainer_of(specs)
+    step = jax.jit(trainer.guided_step)
+    state = trainer.init(params, jnp.float64)
+    for i in range(warmup):  # the weights move away from 1
+        state, _, _ = step(state, *batches(), jax.random.key(i))
+    (batch, guide), key = batches(), jax.random.key(warmup)
+    hypergradients = jax.jit(trainer.hypergradients)
+    _, grads, _ = hypergradients(state, batch, guide, key)
+
+    # Example weights: the normaliser Z held fixed, F taken without normalisation at r − log Z.
+    example = specs[2]
+    held = replace(example, frequencies=None, lazy=False)
+    z = float(np.sum(np.asarray(example.frequencies) * np.exp(np.asarray(state.raw[example.name]))))
+    held_trainer = trainer_of((*specs[:2], held))
+    held_raw = {**state.raw, example.name: state.raw[example.name] - np.log(z)}
+    held_state = state._replace(raw=held_raw, meta_state=held_trainer.meta_optimizer.init(held_raw))
+    held_loss = jax.jit(lambda s: held_trainer.hypergradients(s, batch, guide, key)[0])
+
+    def guide_loss_at(name: str, row: int, delta: float) -> float:
+        if name == example.name:
+            raw = {**held_raw, name: held_raw[name].at[row].add(delta)}
+            return float(held_loss(held_state._replace(raw=raw)))
+        raw = {**state.raw, name: state.raw[name].at[row].add(delta)}
+        return float(hypergradients(state._replace(raw=raw), batch, guide, key)[0])
+
+    present = np.unique(batch["tgt_example"][batch["tgt_out"] != 0])
+    absent = sorted(set(range(DATA_SIZES["example"])) - set(present.tolist()))
+    checked = {s.name: list(range(s.shape[0])) for s in specs[:2]}
+    checked[example.name] = [*present[:3].tolist(), absent[0]]
+    rows = []
+    for name, indices in checked.items():
+        for row in indices:
+            plus, minus = guide_loss_at(name, row, h), guide_loss_at(name, row, -h)
+            fd = (plus - minus) / (2 * h)
+            atol = 8 * EPS64 * max(abs(plus), abs(minus)) / h
+            rows.append(Row("adamw", f"{name}[{row}]", float(grads[name][row]), fd, atol, rtol))
+    if float(grads[example.name][absent[0]]) != 0.0:  # exactly zero, or the lazy update is wrong
+        rows.append(Row("adamw", f"{example.name}[{absent[0]}] == 0", float(grads[example.name][absent[0]]), 0, 0, 0))
+    return rows
+
+
+def check_all(optimizers: list[str] | None = None, seed: int = 0, data_weights: bool = True) -> list[Row]:
     with jax.enable_x64(True):
-        return [row for name in optimizers or list(OPTIMIZERS) for row in check_optimizer(name, seed)]
+        rows = [row for name in optimizers or list(OPTIMIZERS) for row in check_optimizer(name, seed)]
+        return rows + (check_data_weights(seed) if data_weights else [])
 
 
 def format_table(rows: list[Row]) -> str:
     lines = [
-        f"{'optimizer':10s} {'value':16s} {'hypergradient':>14s} {'finite diff':>14s} {'error':>10s} {'atol':>10s}  ok"
+        f"{'optimizer':10s} {'value':20s} {'hypergradient':>14s} {'finite diff':>14s} {'error':>10s} {'atol':>10s}  ok"
     ]
     for r in rows:
         mark = "yes" if r.passed else "NO"
         if r.below_atol:
             mark += " (|fd| < atol)"
         lines.append(
-            f"{r.optimizer:10s} {r.value:16s} {r.hypergrad:14.6e} {r.fd:14.6e} {r.error:10.2e} {r.atol:10.2e}  {mark}"
+            f"{r.optimizer:10s} {r.value:20s} {r.hypergrad:14.6e} {r.fd:14.6e} {r.error:10.2e} {r.atol:10.2e}  {mark}"
         )
     failed = sum(not r.passed for r in rows)
     lines.append(f"{len(rows) - failed}/{len(rows)} passed (rtol {rows[0].rtol:g}, float64, central differences)")
