@@ -202,6 +202,20 @@ def training_batches(
         epoch, skip = epoch + 1, 0
 
 
+def visit_counts(examples: Sequence[Encoded], shapes: Sequence[Shape], seed: int, batches: int) -> np.ndarray:
+    """How many times each example is in the first ``batches`` batches of ``training_batches``."""
+    lengths, counts = check_fit(examples, shapes), np.zeros(len(examples), np.int64)
+    epoch = 0
+    while batches > 0:
+        for _, placed in plan_batches(lengths, epoch_order(len(examples), seed, epoch), shapes):
+            counts[[index for index, *_ in placed]] += 1
+            batches -= 1
+            if batches == 0:
+                break
+        epoch += 1
+    return counts
+
+
 class BatchStream:
     """``training_batches`` made ``prefetch`` ahead on a background thread, so the step never waits.
 

@@ -20,11 +20,12 @@ def load_splits(d: DataConfig) -> Prepared:
     )
 
 
-def prepare_data(cfg: Config, run_dir: Path):
+def prepare_data(cfg: Config, run_dir: Path, prepared: Prepared | None = None):
     """Splits, tokenizer (cached in the run directory), encoded examples and corpus names;
-    writes ``data.json``."""
+    writes ``data.json``. ``prepared``: splits made by the caller instead of from ``cfg.data``
+    (experiments that build their own training data)."""
     d = cfg.data
-    prepared = load_splits(d)
+    prepared = prepared or load_splits(d)
     splits = prepared.splits
     train_text = (s for e in splits["train"] for s in (e.source, e.target))
     tokenizer = load_or_train(run_dir / "tokenizer.model", train_text, d.vocab_size)

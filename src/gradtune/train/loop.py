@@ -28,11 +28,12 @@ from gradtune.train.setup import WEIGHT_COUNTS, build_state
 from gradtune.train.signals import stop_requests
 
 
-def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = False) -> dict:
+def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = False, prepared=None) -> dict:
     """Train, evaluate and write every artefact into ``run_dir``; returns the summary.
 
     With ``resume``, continue from the newest complete checkpoint in ``run_dir``: the run
-    then ends exactly as it would have without the interruption.
+    then ends exactly as it would have without the interruption. ``prepared``: the run's
+    splits, made by the caller (``data.Prepared``), instead of from ``cfg.data``.
     """
     start = time.time()
     if cfg.train.best_metric not in ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf"):
@@ -45,7 +46,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     run_dir.mkdir(parents=True, exist_ok=True)
 
     # Data: splits, tokenizer, the dev set, the guide batches.
-    splits, tokenizer, encoded, corpora = prepare_data(cfg, run_dir)
+    splits, tokenizer, encoded, corpora = prepare_data(cfg, run_dir, prepared)
     d, g, t = cfg.data, cfg.guidance, cfg.train
     tags = data_tags(d, splits["train"], encoded["train"], corpora)
     dev_batches = list(pack(encoded["dev"], range(len(encoded["dev"])), d.batch_rows, d.row_len))

@@ -1,0 +1,196 @@
+"""Noisy-data experiment: do learned data weights find a corpus of wrong translations?
+
+The training data is a clean corpus's training split plus a *noisy* copy of that same
+split whose targets are shuffled among its examples (every noisy target belongs to
+another source). Both are built from the training split only, so no dev, test or guide
+pair leaks; the guide and dev splits are the clean corpus's own. One run learns corpus
+weights (clean, noisy) and per-example weights by guidance, then reports:
+
+* the corpus weights over time, and the noisy weight over the clean one at the end;
+* the ROC AUC of the per-example weight as a detector of noisy examples (a low weight
+  flags noise), beside the AUC of a baseline that ranks examples by their loss under
+  the final model (a high loss flags noise);
+* the batch shape and how many times each example was visited.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from scipy.stats import mannwhitneyu
+
+from gradtune.data.batching import Encoded, batch_shapes, pack, visit_counts
+from gradtune.data.cleaning import Filters
+from gradtune.data.corpora import Example
+from gradtune.data.prepare import Prepared, prepare_splits
+from gradtune.seq2seq.loss import token_losses
+from gradtune.train.checkpoint import write_json
+from gradtune.train.config import Config, apply_overrides
+from gradtune.train.logbook import read_metrics
+from gradtune.train.loop import train
+from gradtune.train.setup import load_run
+
+# The experiment's settings; any can be overridden (``--set``). ``quick`` is the test's.
+SETTINGS = {
+    "data.corpus": "es-en",
+    "data.max_tokens": 15,  # sentence-length verses: at most 15 words a side
+    "data.vocab_size": 2000,
+    "data.row_len": 32,
+    "data.batch_rows": 32,
+    "data.guide_rows": 32,
+    "guidance.guided": "corpus_weights,example_weights",
+    "guidance.specs": "example_weights:exp,meta_lr=10",
+    "guidance.meta_learning_rate": 1e-2,
+    "optim.learning_rate": 3e-3,
+    "optim.label_smoothing": 0.0,
+    "train.steps": 1500,
+    "train.eval_every": 500,
+    "train.checkpoint_every": 500,
+    "train.bleu_examples": 100,
+}
+QUICK = {
+    "data.max_tokens": 10,
+    "data.min_guide": 200,
+    "data.vocab_size": 500,
+    "data.row_len": 16,
+    "data.batch_rows": 16,
+    "data.guide_rows": 16,
+    "model.d_model": 64,
+    "model.num_heads": 2,
+    "model.mlp_dim": 128,
+    "model.encoder_layers": 1,
+    "model.decoder_layers": 1,
+    "train.steps": 300,
+    "train.eval_every": 300,
+    "train.checkpoint_every": 300,
+    "train.bleu_examples": 16,
+    "train.log_every": 50,
+}
+
+
+@dataclass(frozen=True)
+class NoisyData:
+    prepared: Prepared
+    noisy: np.ndarray  # (n,) bool: which training examples are noisy
+
+
+def noisy_copy(examples: list[Example], seed: int, corpus: int = 1) -> list[Example]:
+    """The examples with targets shuffled among them: a random cycle, so none keeps its own."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    targets = {int(i): examples[int(j)].target for i, j in zip(order, np.roll(order, -1), strict=True)}
+    return [Example(e.source, targets[i], e.group, corpus) for i, e in enumerate(examples)]
+
+
+def noisy_data(cfg: Config) -> NoisyData:
+    """The clean corpus's splits, with its training split doubled by a noisy copy."""
+    d = cfg.data
+    filters = Filters(d.min_tokens, d.max_tokens, d.max_length_ratio, d.drop_copies, d.drop_duplicates)
+    clean = prepare_splits(
+        d.corpus, filters, d.strict, "", d.dev_fraction, d.test_fraction, d.guide_fraction, d.min_guide
+    )
+    train_split = [Example(e.source, e.target, e.group, 0) for e in clean.splits["train"]]
+    noisy = noisy_copy(train_split, cfg.train.seed)
+    splits = {**clean.splits, "train": train_split + noisy}
+    report = {**clean.report, "noisy_copy": len(noisy)}
+    prepared = Prepared(splits, [f"clean ({d.corpus})", "noisy (shuffled targets)"], report)
+    return NoisyData(prepared, np.array([False] * len(train_split) + [True] * len(noisy)))
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC of ``scores`` (higher = more likely positive), ties counted half."""
+    u = mannwhitneyu(scores[positive], scores[~positive], alternative="two-sided").statistic
+    return float(u / (positive.sum() * (~positive).sum()))
+
+
+def per_example_losses(graphdef, params, examples: list[Encoded], rows: int, row_len: int) -> np.ndarray:
+    """Each example's mean token loss under ``params`` (eval mode, no smoothing)."""
+    n = len(examples)
+
+    @jax.jit
+    def sums(params, batch):
+        logits = nnx.merge(graphdef, params)(batch)
+        mask = batch["tgt_out"] != 0
+        losses = jnp.where(mask, token_losses(logits, batch["tgt_out"]), 0.0)
+        ids = batch["tgt_example"].ravel()
+        return jax.ops.segment_sum(losses.ravel(), ids, n), jax.ops.segment_sum(
+            mask.ravel().astype(losses.dtype), ids, n
+        )
+
+    total, count = np.zeros(n), np.zeros(n)
+    for batch in pack(examples, range(n), rows, row_len, {"example": np.arange(n)}):
+        s, c = sums(params, batch)
+        total += np.asarray(s)
+        count += np.asarray(c)
+    return total / np.maximum(count, 1)
+
+
+def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progress: bool = True) -> dict:
+    """Train the noisy-corpus run into ``run_dir`` and write ``noisy_corpus.json``; returns the report."""
+    start = time.time()
+    cfg = apply_overrides(Config(), {**SETTINGS, **(QUICK if quick else {}), **(overrides or {})})
+    data = noisy_data(cfg)
+    summary = train(cfg, run_dir, progress=progress, prepared=data.prepared)
+
+    _, _, graphdef, state = load_run(run_dir)
+    from gradtune.train.inputs import prepare_data  # the run's tokenizer and encoding, from its directory
+
+    _, _, encoded, _ = prepare_data(cfg, run_dir, data.prepared)
+    d = cfg.data
+    shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
+    visits = visit_counts(encoded["train"], shapes, cfg.train.seed, int(state.step))
+    weights = np.asarray(state.raw["example_weights"])  # raw: the same order as the weights
+    losses = per_example_losses(graphdef, state.params, encoded["train"], d.batch_rows, d.row_len)
+
+    records = read_metrics(run_dir)
+    trajectory = [
+        [r["step"], r["value/corpus_weights/0"], r["value/corpus_weights/1"]]
+        for r in records
+        if "value/corpus_weights/0" in r
+    ]
+    clean_w, noisy_w = trajectory[-1][1:]
+    report = {
+        "corpus": d.corpus,
+        "train_pairs": {"clean": int((~data.noisy).sum()), "noisy": int(data.noisy.sum())},
+        "batch_shape": [list(s) for s in shapes],
+        "steps": int(state.step),
+        "visits": {
+            "mean": float(visits.mean()),
+            "min": int(visits.min()),
+            "max": int(visits.max()),
+            "never": int((visits == 0).sum()),
+        },
+        "corpus_weights": {"clean": clean_w, "noisy": noisy_w, "noisy_over_clean": noisy_w / clean_w},
+        "corpus_weight_trajectory": trajectory[:: max(1, len(trajectory) // 20)] + trajectory[-1:],
+        "auc_example_weight": roc_auc(-weights, data.noisy),
+        "auc_training_loss": roc_auc(losses, data.noisy),
+        "dev_loss": summary.get("dev_loss"),
+        "dev_bleu": summary.get("dev_bleu"),
+        "seconds": time.time() - start,
+        "train_seconds": summary["train_seconds"],
+        "settings": {**SETTINGS, **(QUICK if quick else {}), **(overrides or {})},
+    }
+    write_json(run_dir / "noisy_corpus.json", report)
+    return report
+
+
+def format_report(report: dict) -> str:
+    w, v = report["corpus_weights"], report["visits"]
+    lines = [
+        f"data          {report['corpus']}: {report['train_pairs']['clean']:,} clean + "
+        f"{report['train_pairs']['noisy']:,} noisy training pairs (targets shuffled)",
+        f"batches       {report['steps']} steps of {' / '.join('×'.join(map(str, s)) for s in report['batch_shape'])} "
+        f"tokens; visits per example mean {v['mean']:.1f} (min {v['min']}, max {v['max']}, never {v['never']})",
+        "corpus weights (step: clean, noisy)",
+        *(f"  {s:6d}: {c:.3f}, {n:.3f}" for s, c, n in report["corpus_weight_trajectory"]),
+        f"final         clean {w['clean']:.3f}, noisy {w['noisy']:.3f}: noisy/clean = {w['noisy_over_clean']:.3f}",
+        f"ROC AUC       example weight {report['auc_example_weight']:.3f}   "
+        f"(baseline, training loss under the final model: {report['auc_training_loss']:.3f})",
+        f"time          {report['seconds']:.0f} s in all ({report['train_seconds']:.0f} s training)",
+    ]
+    return "\n".join(lines)
