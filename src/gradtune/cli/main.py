@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from gradtune.cli import filter as filter_command
 from gradtune.cli import prepare
 from gradtune.cli.translate import add_commands as add_translate_commands
 from gradtune.errors import GradtuneError
@@ -179,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     noisy.set_defaults(func=_noisy_corpus)
 
     prepare.add_parser(commands)
+    filter_command.add_parser(commands)
 
     add_translate_commands(commands)
     return parser
@@ -194,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gradtune: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (gradtune filter … | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ def meta_optimizer(
     learning_rate: float | optax.Schedule = 3e-3,
     base: optax.GradientTransformation | None = None,
     clip: float | None = None,
+    lazy_scale: str = "step",
 ) -> optax.GradientTransformation:
     """The optimizer of the raw guided values (default: Adam at ``learning_rate``).
 
@@ -92,8 +93,9 @@ def meta_optimizer(
     Per-value ``meta_lr_scale`` multiplies each value's step after the base optimizer, so
     it really scales the step even for scale-invariant optimizers such as Adam.
 
-    Lazy specs (per-example weights) are stepped by ``lazy_adam`` at ``learning_rate``
-    instead of ``base``; their ``update`` then needs ``rows_present={name: bool mask}``.
+    Lazy specs (per-example weights) are stepped by ``lazy_adam`` at ``learning_rate`` (with
+    ``scale=lazy_scale``) instead of ``base``; ``update`` then needs
+    ``rows_present={name: bool mask}``.
     """
     if base is None:
         base = optax.adam(learning_rate)
@@ -107,7 +109,7 @@ def meta_optimizer(
     lazy = [s.name for s in specs if s.lazy]
     if not lazy:
         return dense
-    rows = lazy_adam(learning_rate)
+    rows = lazy_adam(learning_rate, scale=lazy_scale)
 
     def split(tree):
         return {k: v for k, v in tree.items() if k not in lazy}, {k: tree[k] for k in lazy}
@@ -138,15 +140,29 @@ class LazyAdamState(NamedTuple):
 
 
 def lazy_adam(
-    learning_rate: float | optax.Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-12
+    learning_rate: float | optax.Schedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-12,
+    scale: str = "row",
 ) -> LazyRows:
     """Adam on the rows of a vector that are present in a step; the others do not move.
 
-    Each row keeps its own moments and step count, so a row's updates are exactly Adam's on
-    the subsequence of steps it took part in (at the learning rate of those steps). ``eps``
-    is small because per-example hypergradients are small (one example's share of a
-    batch's loss).
+    Each row keeps its own moments and step count. ``eps`` is small because per-example
+    hypergradients are small (one example's share of a batch's loss).
+
+    ``scale``: what divides a row's (bias-corrected) first moment:
+
+    * ``"row"``: its own second moment — plain Adam: a row's updates are exactly Adam's on
+      the subsequence of steps it took part in. A row seen a few times then moves by about
+      ±lr per visit whatever its hypergradient's size (Adam's first step is the sign).
+    * ``"step"``: the root mean of the second moments of the rows present in this step —
+      one scale shared by the step's rows, so a row whose hypergradient is ten times its
+      neighbours' moves ten times as far. For per-example weights, whose rows are seen a
+      handful of times, the size of a hypergradient carries most of the information.
     """
+    if scale not in ("row", "step"):
+        raise ValueError(f"lazy_adam scale is {scale!r}; choose 'row' or 'step'")
     schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
     def init(params: jax.Array) -> LazyAdamState:
@@ -159,7 +175,10 @@ def lazy_adam(
         nu = jnp.where(present, b2 * state.nu + (1 - b2) * grads**2, state.nu)
         row_count = state.row_count + present.astype(jnp.int32)
         k = jnp.maximum(row_count, 1).astype(grads.dtype)
-        step = -schedule(state.count) * (mu / (1 - b1**k)) / (jnp.sqrt(nu / (1 - b2**k)) + eps)
+        second = nu / (1 - b2**k)
+        if scale == "step":
+            second = jnp.sum(jnp.where(present, second, 0.0)) / jnp.maximum(jnp.sum(present), 1)
+        step = -schedule(state.count) * (mu / (1 - b1**k)) / (jnp.sqrt(second) + eps)
         return jnp.where(present, step, 0.0), LazyAdamState(state.count + 1, row_count, mu, nu)
 
     return LazyRows(init, update)

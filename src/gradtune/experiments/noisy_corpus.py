@@ -26,12 +26,12 @@ from flax import nnx
 from scipy.stats import mannwhitneyu
 
 from gradtune.data.batching import Encoded, batch_shapes, pack, visit_counts
-from gradtune.data.cleaning import Filters
 from gradtune.data.corpora import Example
-from gradtune.data.prepare import Prepared, prepare_splits
+from gradtune.data.prepare import Prepared
 from gradtune.seq2seq.loss import token_losses
 from gradtune.train.checkpoint import write_json
 from gradtune.train.config import Config, apply_overrides
+from gradtune.train.inputs import load_splits, prepare_data
 from gradtune.train.logbook import read_metrics
 from gradtune.train.loop import train
 from gradtune.train.setup import load_run
@@ -89,16 +89,12 @@ def noisy_copy(examples: list[Example], seed: int, corpus: int = 1) -> list[Exam
 
 def noisy_data(cfg: Config) -> NoisyData:
     """The clean corpus's splits, with its training split doubled by a noisy copy."""
-    d = cfg.data
-    filters = Filters(d.min_tokens, d.max_tokens, d.max_length_ratio, d.drop_copies, d.drop_duplicates)
-    clean = prepare_splits(
-        d.corpus, filters, d.strict, "", d.dev_fraction, d.test_fraction, d.guide_fraction, d.min_guide
-    )
+    clean = load_splits(cfg.data)
     train_split = [Example(e.source, e.target, e.group, 0) for e in clean.splits["train"]]
     noisy = noisy_copy(train_split, cfg.train.seed)
     splits = {**clean.splits, "train": train_split + noisy}
     report = {**clean.report, "noisy_copy": len(noisy)}
-    prepared = Prepared(splits, [f"clean ({d.corpus})", "noisy (shuffled targets)"], report)
+    prepared = Prepared(splits, [f"clean ({cfg.data.corpus})", "noisy (shuffled targets)"], report)
     return NoisyData(prepared, np.array([False] * len(train_split) + [True] * len(noisy)))
 
 
@@ -138,9 +134,7 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
     summary = train(cfg, run_dir, progress=progress, prepared=data.prepared)
 
     _, _, graphdef, state = load_run(run_dir)
-    from gradtune.train.inputs import prepare_data  # the run's tokenizer and encoding, from its directory
-
-    _, _, encoded, _ = prepare_data(cfg, run_dir, data.prepared)
+    _, _, encoded, _ = prepare_data(cfg, run_dir, data.prepared)  # the run's own tokenizer, cached
     d = cfg.data
     shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
     visits = visit_counts(encoded["train"], shapes, cfg.train.seed, int(state.step))

@@ -81,6 +81,8 @@ class GuidanceConfig:
     meta_learning_rate: float = 3e-3
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"
     clip: float | None = None  # clip each cleaned hypergradient to [-clip, clip]
+    # example weights' lazy Adam: 'step' (rows present share one scale) or 'row' (plain Adam per row)
+    lazy_scale: str = "step"
     warmup_steps: int = 0  # plain steps before guidance starts
     guide_every: int = 1  # a guided step every k steps; plain steps in between
     reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never

@@ -1,0 +1,67 @@
+"""The noisy-corpus experiment and `gradtune filter`: learned weights find wrong translations."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gradtune.cli.main import main
+from gradtune.data.corpora import Example
+from gradtune.experiments.noisy_corpus import noisy_copy, roc_auc
+
+
+def test_the_noisy_copy_gives_every_source_another_examples_target():
+    examples = [Example(f"s{i}", f"t{i}", f"g{i}") for i in range(50)]
+    noisy = noisy_copy(examples, seed=3)
+    assert [e.source for e in noisy] == [e.source for e in examples]
+    assert sorted(e.target for e in noisy) == sorted(e.target for e in examples)
+    assert all(n.target != e.target for n, e in zip(noisy, examples, strict=True))
+    assert {e.corpus for e in noisy} == {1}
+
+
+def test_roc_auc_of_known_rankings():
+    labels = np.array([True, True, False, False, False])
+    assert roc_auc(np.array([5.0, 4, 3, 2, 1]), labels) == 1.0
+    assert roc_auc(np.array([1.0, 2, 3, 4, 5]), labels) == 0.0
+    assert roc_auc(np.ones(5), labels) == 0.5
+    assert roc_auc(np.array([3.0, 1, 2, 0, 0]), labels) == pytest.approx(5 / 6)
+
+
+@pytest.mark.slow
+def test_quick_noisy_corpus_run_downweights_the_noise_and_filter_keeps_clean_pairs(tmp_path, capsys):
+    run = tmp_path / "noisy"
+    assert main(["noisy-corpus", "--quick", "--quiet", "--run-dir", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "ROC AUC" in printed and "visits per example" in printed
+    report = json.loads((run / "noisy_corpus.json").read_text())
+    weights = report["corpus_weights"]
+    assert weights["noisy"] < weights["clean"]
+    assert report["auc_example_weight"] >= 0.65
+    assert report["visits"]["never"] == 0
+
+    corpus_weights = json.loads((run / "corpus_weights.json").read_text())
+    assert [c["weight"] for c in corpus_weights] == pytest.approx([weights["clean"], weights["noisy"]], rel=1e-3)
+    counts = [c["train_tokens"] for c in corpus_weights]  # the weights' token-weighted mean is 1
+    assert np.average([c["weight"] for c in corpus_weights], weights=counts) == pytest.approx(1.0, rel=1e-4)
+    learned = json.loads((run / "learned_values.json").read_text())
+    assert {"corpus_weights/0", "corpus_weights/1"} <= set(learned["trajectory"])
+
+    lines = (run / "example_weights.tsv").read_text().splitlines()
+    assert lines[0] == "corpus\tindex\tweight\tsource\ttarget"
+    assert len(lines) - 1 == sum(report["train_pairs"].values())
+
+    assert main(["filter", "--run", str(run), "--keep", "0.5"]) == 0
+    captured = capsys.readouterr()
+    kept = [line.split("\t") for line in captured.out.splitlines()]
+    assert len(kept) == (len(lines) - 1 + 1) // 2 and all(len(k) == 2 for k in kept)
+    noisy_pairs = {tuple(line.split("\t")[3:]) for line in lines[1:] if line.startswith("noisy")}
+    clean_kept = sum(tuple(k) not in noisy_pairs for k in kept)
+    assert clean_kept > len(kept) / 2  # mostly clean pairs kept
+    assert "kept" in captured.err
+
+
+def test_filter_needs_a_run_with_data_weights(tmp_path, capsys):
+    assert main(["filter", "--run", str(tmp_path)]) == 1
+    assert "no example_weights.tsv" in capsys.readouterr().err
+    assert main(["filter", "--run", str(tmp_path), "--keep", "0"]) == 1
+    assert "--keep" in capsys.readouterr().err
