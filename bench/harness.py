@@ -32,9 +32,11 @@ def encoded_corpus(cfg: Config) -> dict:
     return encoded
 
 
-def packed_batches(examples, rows: int, row_len: int, count: int, seed: int = 0) -> list[Batch]:
-    """The first ``count`` packed ``(rows, row_len)`` batches of ``examples``, as a run packs them."""
-    return [batch for _, batch in itertools.islice(training_batches(examples, [(rows, row_len)], seed), count)]
+def packed_batches(examples, rows: int, row_len: int, count: int, seed: int = 0, tags=None) -> list[Batch]:
+    """The first ``count`` packed ``(rows, row_len)`` batches of ``examples``, as a run packs them
+    (``tags``: per-example ids by kind, for data weights)."""
+    batches = training_batches(examples, [(rows, row_len)], seed, tags=tags)
+    return [batch for _, batch in itertools.islice(batches, count)]
 
 
 def target_tokens(batch: Batch) -> int:

@@ -10,7 +10,9 @@ interleaved repetitions, this times:
 * guided steps (AdamW): (a) the learning rate only; (b) every optimizer-side value
   (``guided=all``: learning rate, b1, b2, eps, weight decay); (c) (b) + label smoothing;
   (d) (c) with ``guide_every=4``: 1 guided + 3 plain steps, timed together, per step;
-  (e) (c) with a guide batch a quarter of the train batch.
+  (e) (c) with a guide batch a quarter of the train batch; (f) (c) + data weights: corpus
+  (2 corpora, ids drawn at random), bucket (8 length buckets) and example weights, on the
+  same batches carrying their ids.
 
 Each is reported as ms per step, × the plain step, and × its floor (plain + guide f+b at the
 same guide batch size; for (d) plain + ¼ guide f+b). Peak memory is XLA's compiled
@@ -33,11 +35,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 
 from gradtune.train.config import load_config
+from gradtune.train.data_weights import length_buckets
 from gradtune.train.setup import build_state
 
 GUIDED = {
@@ -45,7 +49,8 @@ GUIDED = {
     "b": ("all optimizer-side (AdamW)", "all"),
     "c": ("(b) + label smoothing", "all,label_smoothing"),
 }
-BARS = {"a": ("floor", 1.10), "b": ("floor", 1.10), "c": ("floor", 1.10), "d": ("plain", 1.35)}
+BARS = {"a": ("floor", 1.10), "b": ("floor", 1.10), "c": ("floor", 1.10), "d": ("plain", 1.35), "f": ("floor", 1.10)}
+DATA_WEIGHTS = "all,label_smoothing,corpus_weights,bucket_weights,example_weights"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -117,7 +122,21 @@ class Stepper:
         return lambda: self.run(1, k - 1)
 
 
-def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter) -> dict:
+def data_tags(encoded_train, seed: int = 0):
+    """Per-example corpus (2, at random), bucket (8 by target length) and example ids, and
+    each row's training tokens: what a run with two corpora would carry."""
+    n = len(encoded_train)
+    lengths = np.array([len(tgt) for _, tgt in encoded_train])
+    tags = {
+        "corpus": np.random.default_rng(seed).integers(0, 2, n).astype(np.int32),
+        "bucket": length_buckets(lengths, 8)[0],
+        "example": np.arange(n, dtype=np.int32),
+    }
+    counts = {kind: np.bincount(ids, lengths) for kind, ids in tags.items()}
+    return tags, counts
+
+
+def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter, tagged_batches, counts) -> dict:
     base = [f"model.preset={preset}", f"batch_rows={args.rows}", f"row_len={args.row_len}"]
     batch = train_batches[0]
 
@@ -141,6 +160,9 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter) ->
     states["d"], states["e"] = (build_state(cfg, cfg.data.vocab_size)[3] for _ in range(2))
     jobs["c_plain"] = (plain_k, (states["c"], batch))
     jobs["e"] = (guided_k, (states["c"], batch, guide_quarter))
+    cfg = load_config(None, [*base, f"guidance.guided={DATA_WEIGHTS}"])
+    _, _, setup, states["f"] = build_state(cfg, cfg.data.vocab_size, counts)
+    jobs["f"] = (harness.loop_steps(setup)[1], (states["f"], tagged_batches[0], guide_full))
 
     built = {name: compile_timed(jitted, *example) for name, (jitted, example) in jobs.items()}
     exe = {name: b[0] for name, b in built.items()}
@@ -160,6 +182,7 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter) ->
         **{k: Stepper(states[k], None, exe[k], train_batches, guide_full).run_guided for k in GUIDED},
         "d": Stepper(states["d"], exe["c_plain"], exe["c"], train_batches, guide_full).every(args.guide_every),
         "e": Stepper(states["e"], None, exe["e"], train_batches, guide_quarter).run_guided,
+        "f": Stepper(states["f"], None, exe["f"], tagged_batches, guide_full).run_guided,
     }
     times = harness.interleaved(candidates, args.repetitions, warmup=1)
     ms = {name: 1e3 * harness.median(t) / info[name]["steps"] for name, t in times.items()}
@@ -170,10 +193,11 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter) ->
         "c": floor,
         "d": ms["plain"] + ms["guide_fb"] / args.guide_every,
         "e": ms["plain"] + ms["guide_fb_quarter"],
+        "f": floor,
     }
     flop = {name: info[name]["gflop"] or float("nan") for name in candidates}
     flop_floors = {
-        **dict.fromkeys("abc", flop["plain"] + flop["guide_fb"]),
+        **dict.fromkeys("abcf", flop["plain"] + flop["guide_fb"]),
         "d": flop["plain"] + flop["guide_fb"] / args.guide_every,
         "e": flop["plain"] + flop["guide_fb_quarter"],
     }
@@ -205,6 +229,7 @@ LABELS = {
     "c": "(c) guided: (b) + label smoothing",
     "d": "(d) (c), guide_every={k} (per step)",
     "e": "(e) (c), guide batch ¼ of train batch",
+    "f": "(f) (c) + corpus, bucket, example weights",
 }
 
 
@@ -246,9 +271,11 @@ def main(argv=None) -> int:
     train_batches = harness.packed_batches(encoded["train"], args.rows, args.row_len, 8)
     guide_full = harness.packed_batches(encoded["guide"], args.rows, args.row_len, 1, seed=1)[0]
     guide_quarter = harness.packed_batches(encoded["guide"], max(args.rows // 4, 1), args.row_len, 1, seed=1)[0]
+    tags, counts = data_tags(encoded["train"])
+    tagged_batches = harness.packed_batches(encoded["train"], args.rows, args.row_len, 8, tags=tags)
     results = {}
     for preset in args.presets.split(","):
-        results[preset] = bench_preset(preset, args, train_batches, guide_full, guide_quarter)
+        results[preset] = bench_preset(preset, args, train_batches, guide_full, guide_quarter, tagged_batches, counts)
         print(f"{preset}: done", flush=True)
     after = harness.machine_state()
     print()

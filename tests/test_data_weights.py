@@ -146,13 +146,29 @@ def test_the_guided_step_leaves_absent_example_rows_untouched():
     specs[0] = GuidedSpec(**{**specs[0].__dict__, "meta_lr_scale": 10.0})
     trainer, state = _tiny_trainer(specs)
     batch, guide = random_batch(rng, 3, 12, 40, {"example": 30}), random_batch(rng, 2, 12, 40)
-    new, _, _ = jax.jit(trainer.guided_step)(state, batch, guide, jax.random.key(0))
+    key = jax.random.key(0)
+    new, _, _ = jax.jit(trainer.guided_step)(state, batch, guide, key)
     present = np.zeros(30, bool)
     present[batch["tgt_example"][batch["tgt_out"] != 0]] = True
     moved = np.asarray(new.raw["example_weights"]) != np.asarray(state.raw["example_weights"])
     assert present.sum() >= 3 and np.array_equal(moved, present)
-    # First Adam step: ±lr·meta_lr_scale exactly on each present row (|hypergradient| ≫ eps).
-    np.testing.assert_allclose(np.abs(np.asarray(new.raw["example_weights"])[present]), 10 * 3e-3, rtol=1e-4)
+    # First step of the lazy Adam with a shared per-step scale: each present row moves by
+    # −lr·meta_lr_scale·g / rms(g over the present rows): sizes kept, not just signs.
+    g = np.asarray(jax.jit(trainer.hypergradients)(state, batch, guide, key)[1]["example_weights"])[present]
+    expected = -3e-3 * 10 * g / np.sqrt(np.mean(g**2))
+    np.testing.assert_allclose(np.asarray(new.raw["example_weights"])[present], expected, rtol=1e-4)
+
+
+def test_lazy_adam_step_scale_keeps_the_sizes_of_hypergradients():
+    lazy = lazy_adam(0.1, scale="step")
+    state = lazy.init(jnp.zeros(4))
+    grads = jnp.array([1e-6, -4e-6, 2e-6, 5.0])
+    present = jnp.array([True, True, True, False])
+    step, state = lazy.update(grads, state, present)
+    rms = np.sqrt(np.mean(np.array([1e-6, -4e-6, 2e-6]) ** 2))
+    np.testing.assert_allclose(step, [-0.1e-6 / rms, 0.4e-6 / rms, -0.2e-6 / rms, 0.0], rtol=1e-5)
+    with pytest.raises(ValueError, match="scale"):
+        lazy_adam(0.1, scale="global")
 
 
 def test_lazy_values_need_rows_present():

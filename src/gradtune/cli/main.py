@@ -23,6 +23,7 @@ examples:
   gradtune train --config my.toml --run-dir runs/mine
   gradtune train --resume runs/mine                # after Ctrl-C, kill or a crash
   gradtune train --resume runs/mine --steps 2000   # ... and train for longer
+  gradtune train --set corpus=es-en,web=crawl.tsv --set guided=learning_rate,corpus_weights,example_weights
 
 --set takes a dotted key (optim.learning_rate) or, when unambiguous, the bare name
 (warmup_steps is ambiguous: say optim.warmup_steps or guidance.warmup_steps).
@@ -82,6 +83,16 @@ def format_summary(summary: dict) -> str:
             lines.append(
                 f"learned {name}: start {t['start']:.4g}, min {t['min']:.4g}, max {t['max']:.4g}, end {t['end']:.4g}"
             )
+    for name in ("corpus_weights", "bucket_weights"):
+        if name in summary:
+            pairs = ", ".join(f"{row} {w:.3g}" for row, w in summary[name].items())
+            lines.append(f"learned {name.replace('_', ' ')}: {pairs}")
+    if "example_weight_quantiles" in summary:
+        q = summary["example_weight_quantiles"]
+        lines.append(
+            f"example weights: min {q['min']:.3g}, 10% {q['q10']:.3g}, median {q['median']:.3g}, "
+            f"90% {q['q90']:.3g}, max {q['max']:.3g}  (example_weights.tsv; gradtune filter)"
+        )
     return "\n".join(lines)
 
 

@@ -156,10 +156,12 @@ def lazy_adam(
     * ``"row"``: its own second moment — plain Adam: a row's updates are exactly Adam's on
       the subsequence of steps it took part in. A row seen a few times then moves by about
       ±lr per visit whatever its hypergradient's size (Adam's first step is the sign).
-    * ``"step"``: the root mean of the second moments of the rows present in this step —
+    * ``"step"``: the root mean square of this step's hypergradients over the rows present —
       one scale shared by the step's rows, so a row whose hypergradient is ten times its
-      neighbours' moves ten times as far. For per-example weights, whose rows are seen a
-      handful of times, the size of a hypergradient carries most of the information.
+      neighbours' moves ten times as far, and every step moves the rows by the same total
+      (early steps, whose hypergradients are large and say little, do not outweigh later
+      ones). For per-example weights, whose rows are seen a handful of times, the size of
+      a hypergradient carries most of the information.
     """
     if scale not in ("row", "step"):
         raise ValueError(f"lazy_adam scale is {scale!r}; choose 'row' or 'step'")
@@ -176,8 +178,8 @@ def lazy_adam(
         row_count = state.row_count + present.astype(jnp.int32)
         k = jnp.maximum(row_count, 1).astype(grads.dtype)
         second = nu / (1 - b2**k)
-        if scale == "step":
-            second = jnp.sum(jnp.where(present, second, 0.0)) / jnp.maximum(jnp.sum(present), 1)
+        if scale == "step":  # this step's mean square over the rows present
+            second = jnp.sum(jnp.where(present, grads**2, 0.0)) / jnp.maximum(jnp.sum(present), 1)
         step = -schedule(state.count) * (mu / (1 - b1**k)) / (jnp.sqrt(second) + eps)
         return jnp.where(present, step, 0.0), LazyAdamState(state.count + 1, row_count, mu, nu)
 

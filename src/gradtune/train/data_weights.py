@@ -96,10 +96,12 @@ def read_counts(path: Path) -> dict[str, np.ndarray] | None:
     return {kind: np.asarray(c, np.int64) for kind, c in json.loads(path.read_text()).items()}
 
 
-def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequence[Example]) -> list[str]:
+def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequence[Example]) -> dict:
     """``corpus_weights.json`` and ``bucket_weights.json`` for the guided ones, and
-    ``example_weights.tsv``: per training example, the product of its guided weights."""
-    written = []
+    ``example_weights.tsv``: per training example, the product of its guided weights.
+    Returns, for the run's summary, the corpus and bucket weights by name and the spread of
+    the examples' weights."""
+    summary: dict = {}
     for kind, names in (("corpus", tags.corpus_names), ("bucket", tags.bucket_names)):
         if weight_name(kind) in values:
             weights = np.asarray(values[weight_name(kind)], np.float64)
@@ -108,7 +110,7 @@ def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequenc
                 for name, w, c in zip(names, weights, tags.counts[kind], strict=True)
             ]
             write_json(run_dir / f"{weight_name(kind)}.json", rows)
-            written.append(f"{weight_name(kind)}.json")
+            summary[weight_name(kind)] = {r[kind]: r["weight"] for r in rows}
     if any(name in values for name in NAMES):
         weights = example_weights(values, tags)
         lines = ["corpus\tindex\tweight\tsource\ttarget"]
@@ -118,8 +120,14 @@ def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequenc
         tmp = run_dir / "example_weights.tsv.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         tmp.replace(run_dir / "example_weights.tsv")
-        written.append("example_weights.tsv")
-    return written
+        summary["example_weight_quantiles"] = dict(
+            zip(
+                ("min", "q10", "median", "q90", "max"),
+                np.quantile(weights, [0, 0.1, 0.5, 0.9, 1]).tolist(),
+                strict=True,
+            )
+        )
+    return summary
 
 
 def example_weights(values: dict, tags: DataTags) -> np.ndarray:

@@ -176,7 +176,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     records = read_metrics(run_dir)
     final = trainer.values(state.raw)
     write_learned_values(run_dir, records, final, guidance)
-    write_weights(run_dir, {k: v for k, v in final.items() if k in guidance}, tags, splits["train"])
+    weights = write_weights(run_dir, {k: v for k, v in final.items() if k in guidance}, tags, splits["train"])
     plot_run(
         records,
         run_dir / "run.png",
@@ -184,6 +184,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
         row_names={"corpus_weights": tags.corpus_names, "bucket_weights": tags.bucket_names},
     )
     summary = summarize(records, scores, guidance)
+    summary.update(weights)
     summary.update(
         run_dir=str(run_dir),
         steps=int(state.step),
