@@ -71,3 +71,29 @@ def test_a_run_directory_that_holds_a_run_is_refused(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text("")
     assert main(["train", "--steps", "1", "--run-dir", str(tmp_path), *TINY]) == 1
     assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_corpora_with_every_data_weight_guided(tmp_path, capsys):
+    run = tmp_path / "weights"
+    guided = "learning_rate,corpus_weights,bucket_weights,example_weights"
+    args = ["train", "--steps", "10", "--run-dir", str(run), "--set", "corpus=lt-en,de=de-en", "--set",
+            f"guided={guided}", "--set", "num_buckets=4", *TINY]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "learned corpus weights: lt-en" in printed and "example weights: min" in printed
+    corpora = json.loads((run / "corpus_weights.json").read_text())
+    buckets = json.loads((run / "bucket_weights.json").read_text())
+    assert [c["corpus"] for c in corpora] == ["lt-en", "de"] and len(buckets) == 4
+    for rows in (corpora, buckets):  # mean 1 over the training tokens, and they moved
+        tokens = [r["train_tokens"] for r in rows]
+        assert np.average([r["weight"] for r in rows], weights=tokens) == pytest.approx(1.0, rel=1e-4)
+        assert len({r["weight"] for r in rows}) == len(rows)
+    config = json.loads((run / "config.json").read_text())
+    assert config["guidance"]["guide_batch"] == "cycle"  # auto, resolved
+    records = [r for r in read_metrics(run) if "train_loss" in r]
+    assert all(f"value/bucket_weights/{i}" in r for r in records for i in range(4))
+    lines = (run / "example_weights.tsv").read_text().splitlines()
+    assert len(lines) == 1 + json.loads((run / "summary.json").read_text())["train_pairs"]
+    _, _, _, state = load_run(run)  # the example-weight rows restore from weight_counts.json
+    assert state.raw["example_weights"].shape == (len(lines) - 1,)

@@ -86,6 +86,7 @@ def meta_optimizer(
     base: optax.GradientTransformation | None = None,
     clip: float | None = None,
     lazy_scale: str = "step",
+    lazy_b1: float = 0.9,
 ) -> optax.GradientTransformation:
     """The optimizer of the raw guided values (default: Adam at ``learning_rate``).
 
@@ -94,7 +95,7 @@ def meta_optimizer(
     it really scales the step even for scale-invariant optimizers such as Adam.
 
     Lazy specs (per-example weights) are stepped by ``lazy_adam`` at ``learning_rate`` (with
-    ``scale=lazy_scale``) instead of ``base``; ``update`` then needs
+    ``scale=lazy_scale``, ``b1=lazy_b1``) instead of ``base``; ``update`` then needs
     ``rows_present={name: bool mask}``.
     """
     if base is None:
@@ -109,7 +110,7 @@ def meta_optimizer(
     lazy = [s.name for s in specs if s.lazy]
     if not lazy:
         return dense
-    rows = lazy_adam(learning_rate, scale=lazy_scale)
+    rows = lazy_adam(learning_rate, b1=lazy_b1, scale=lazy_scale)
 
     def split(tree):
         return {k: v for k, v in tree.items() if k not in lazy}, {k: tree[k] for k in lazy}

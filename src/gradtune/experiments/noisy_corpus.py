@@ -135,7 +135,6 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
     d = cfg.data
     shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
     visits = visit_counts(encoded["train"], shapes, cfg.train.seed, int(state.step))
-    weights = np.asarray(state.raw["example_weights"])  # raw: the same order as the weights
     losses = per_example_losses(graphdef, state.params, encoded["train"], d.batch_rows, d.row_len)
 
     records = read_metrics(run_dir)
@@ -144,7 +143,8 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
         for r in records
         if "value/corpus_weights/0" in r
     ]
-    clean_w, noisy_w = trajectory[-1][1:]
+    clean_w, noisy_w = trajectory[-1][1:] if trajectory else (None, None)  # None: corpus weights not guided
+    weights = np.asarray(state.raw["example_weights"]) if "example_weights" in state.raw else None
     report = {
         "corpus": d.corpus,
         "train_pairs": {"clean": int((~data.noisy).sum()), "noisy": int(data.noisy.sum())},
@@ -156,9 +156,14 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
             "max": int(visits.max()),
             "never": int((visits == 0).sum()),
         },
-        "corpus_weights": {"clean": clean_w, "noisy": noisy_w, "noisy_over_clean": noisy_w / clean_w},
+        "corpus_weights": {
+            "clean": clean_w,
+            "noisy": noisy_w,
+            "noisy_over_clean": noisy_w / clean_w if trajectory else None,
+        },
         "corpus_weight_trajectory": trajectory[:: max(1, len(trajectory) // 20)] + trajectory[-1:],
-        "auc_example_weight": roc_auc(-weights, data.noisy),
+        # raw values rank as the weights do (a monotone activation over one normaliser)
+        "auc_example_weight": roc_auc(-weights, data.noisy) if weights is not None else None,
         "auc_training_loss": roc_auc(losses, data.noisy),
         "dev_loss": summary.get("dev_loss"),
         "dev_bleu": summary.get("dev_bleu"),
@@ -172,15 +177,22 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
 
 def format_report(report: dict) -> str:
     w, v = report["corpus_weights"], report["visits"]
+    shapes = " / ".join("×".join(map(str, s)) for s in report["batch_shape"])
     lines = [
         f"data          {report['corpus']}: {report['train_pairs']['clean']:,} clean + "
         f"{report['train_pairs']['noisy']:,} noisy training pairs (targets shuffled)",
-        f"batches       {report['steps']} steps of {' / '.join('×'.join(map(str, s)) for s in report['batch_shape'])} "
-        f"tokens; visits per example mean {v['mean']:.1f} (min {v['min']}, max {v['max']}, never {v['never']})",
-        "corpus weights (step: clean, noisy)",
-        *(f"  {s:6d}: {c:.3f}, {n:.3f}" for s, c, n in report["corpus_weight_trajectory"]),
-        f"final         clean {w['clean']:.3f}, noisy {w['noisy']:.3f}: noisy/clean = {w['noisy_over_clean']:.3f}",
-        f"ROC AUC       example weight {report['auc_example_weight']:.3f}   "
+        f"batches       {report['steps']} steps of {shapes} tokens; visits per example mean {v['mean']:.1f} "
+        f"(min {v['min']}, max {v['max']}, never {v['never']})",
+    ]
+    if w["noisy_over_clean"] is not None:
+        lines += [
+            "corpus weights (step: clean, noisy)",
+            *(f"  {s:6d}: {c:.3f}, {n:.3f}" for s, c, n in report["corpus_weight_trajectory"]),
+            f"final         clean {w['clean']:.3f}, noisy {w['noisy']:.3f}: noisy/clean = {w['noisy_over_clean']:.3f}",
+        ]
+    auc = report["auc_example_weight"]
+    lines += [
+        f"ROC AUC       example weight {'not guided' if auc is None else f'{auc:.3f}'}   "
         f"(baseline, training loss under the final model: {report['auc_training_loss']:.3f})",
         f"time          {report['seconds']:.0f} s in all ({report['train_seconds']:.0f} s training)",
     ]

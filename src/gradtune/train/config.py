@@ -83,6 +83,7 @@ class GuidanceConfig:
     clip: float | None = None  # clip each cleaned hypergradient to [-clip, clip]
     # example weights' lazy Adam: 'step' (rows present share one scale) or 'row' (plain Adam per row)
     lazy_scale: str = "step"
+    lazy_b1: float = 0.9  # example weights' lazy Adam: first-moment decay per row (0: each visit counts once)
     warmup_steps: int = 0  # plain steps before guidance starts
     guide_every: int = 1  # a guided step every k steps; plain steps in between
     reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never

@@ -118,7 +118,9 @@ def build_meta_optimizer(cfg: Config, specs: list[GuidedSpec]) -> tuple[optax.Gr
         raise ConfigError(f"guidance.meta_optimizer: optax.{g.meta_optimizer} does not take a learning rate") from e
     if g.lazy_scale not in ("step", "row"):
         raise ConfigError(f"guidance.lazy_scale is {g.lazy_scale!r}; choose step or row")
-    return meta_optimizer(specs, learning_rate=schedule, base=base, clip=g.clip, lazy_scale=g.lazy_scale), schedule
+    return meta_optimizer(
+        specs, learning_rate=schedule, base=base, clip=g.clip, lazy_scale=g.lazy_scale, lazy_b1=g.lazy_b1
+    ), schedule
 
 
 def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[str, np.ndarray] | None = None) -> Setup:
