@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from gradtune.core import Activation, GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer
-from gradtune.core.data_weights import data_weight_spec, lazy_rows, rows_present, token_weights
+from gradtune.core.data_weights import data_weight_spec, rows_present, token_weights
 from gradtune.core.guided import lazy_adam
 from gradtune.data.batching import pack
 from gradtune.data.corpora import Example
@@ -38,19 +38,6 @@ def test_rows_present_ignores_masked_tokens():
     ids = jnp.array([[0, 2, 2, 5], [1, 1, 0, 0]])
     mask = jnp.array([[True, True, True, False], [True, True, False, False]])
     assert rows_present(ids, mask, 7).tolist() == [True, True, True, False, False, False, False]
-
-
-def test_lazy_rows_give_each_example_its_corpus_and_bucket_weight():
-    ids = {
-        "example": jnp.array([[0, 0, 2, 2], [1, 1, 3, 0]]),
-        "corpus": jnp.array([[0, 0, 1, 1], [1, 1, 0, 0]]),
-        "bucket": jnp.array([[1, 1, 0, 0], [0, 0, 1, 1]]),
-    }
-    mask = jnp.array([[True, True, True, True], [True, True, True, False]])
-    values = {"corpus_weights": jnp.array([1.5, 0.5]), "bucket_weights": jnp.array([0.8, 1.2]), "example_weights": 0}
-    present, other = lazy_rows(values, ids, mask, "example", 5)
-    assert present.tolist() == [True, True, True, True, False]
-    np.testing.assert_allclose(other, [1.5 * 1.2, 0.5 * 0.8, 0.5 * 0.8, 1.5 * 1.2, 1.0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("activation", [Activation("exp"), Activation("sigmoid", 0.0, 2.0)])

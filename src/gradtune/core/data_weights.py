@@ -94,23 +94,3 @@ def rows_present(ids: jax.Array, mask: jax.Array, size: int) -> jax.Array:
     """(size,) bool: which rows the unmasked tokens of ``ids`` point at."""
     hits = jnp.zeros(size, jnp.int32).at[ids.ravel()].max(mask.ravel().astype(jnp.int32), mode="drop")
     return hits > 0
-
-
-def lazy_rows(
-    values: Mapping[str, jax.Array], ids: Mapping[str, jax.Array], mask: jax.Array, kind: str, size: int
-) -> tuple[jax.Array, jax.Array]:
-    """For the lazy vector of ``kind``: which rows the batch touches, and each row's weight
-    from the *other* data weights (the mean over its tokens of their product; 1 if none).
-
-    The lazy meta step divides a row's hypergradient by it, so that an example's move does
-    not shrink because its corpus or bucket was down-weighted.
-    """
-    present = rows_present(ids[kind], mask, size)
-    others = token_weights({k: v for k, v in values.items() if k != weight_name(kind)}, ids)
-    if others is None:
-        return present, jnp.ones(size)
-    m = mask.astype(others.dtype).ravel()
-    rows = ids[kind].ravel()
-    total = jnp.zeros(size, others.dtype).at[rows].add(others.ravel() * m, mode="drop")
-    count = jnp.zeros(size, others.dtype).at[rows].add(m, mode="drop")
-    return present, jnp.where(count > 0, total / jnp.maximum(count, 1.0), 1.0)

@@ -96,18 +96,11 @@ def meta_optimizer(
 
     Lazy specs (per-example weights) are stepped by ``lazy_adam`` at ``learning_rate`` (with
     ``scale=lazy_scale``, ``b1=lazy_b1``) instead of ``base``; ``update`` then needs
-    ``rows_present={name: (present, other)}`` (the rows in the batch; each row's weight from
-    the other data weights) and ``params``. With ``lazy_scale="step"`` a row's hypergradient
-    is first divided by ``act'(r)·other``: the step follows the derivative by the example's
-    whole weight (corpus × bucket × example) rather than by its raw value, so that an
-    example's move does not shrink with its own weight or its corpus's (for ``exp`` weights,
-    the exponentiated-gradient update ``log w ← log w − η·∂F/∂w``). Otherwise examples
-    down-weighted early, or in a down-weighted corpus, would hardly move again.
+    ``rows_present={name: bool mask}``.
     """
     if base is None:
         base = optax.adam(learning_rate)
     scales = {s.name: s.meta_lr_scale for s in specs}
-    activations = {s.name: s.activation for s in specs}
     parts = [optax.clip(clip)] if clip else []
     parts += [
         base,
@@ -132,11 +125,8 @@ def meta_optimizer(
         out, dense_state = dense.update(grads_dense, dense_state, split(params)[0] if params is not None else None)
         lazy_states = dict(lazy_states)
         for k, g in grads_lazy.items():
-            present, other = rows_present[k]
-            if lazy_scale == "step":  # per unit of the example's whole weight (see the docstring)
-                g = g / (jax.vmap(jax.grad(activations[k]))(params[k]) * other)
             g = jnp.clip(g, -clip, clip) if clip else g
-            step, lazy_states[k] = rows.update(g, lazy_states[k], present)
+            step, lazy_states[k] = rows.update(g, lazy_states[k], rows_present[k])
             out[k] = scales[k] * step
         return out, (dense_state, lazy_states)
 

@@ -54,9 +54,8 @@ class GuidedTrainer:
       meta_optimizer: the optimizer of the raw values.
       fixed: values that are not guided but still set every step (the same names as
         guided ones, so that a run without guidance uses the very same code path).
-      rows_present: ``(batch, values) -> {name: (present, other)}`` for each lazy guided
-        vector (per-example weights): the rows the batch touches ((n,) bool) and each row's
-        weight from the other data weights ((n,)); needed only with lazy specs.
+      rows_present: ``batch -> {name: (n,) bool}``, the rows of each lazy guided vector
+        (per-example weights) that the batch touches; needed only with lazy specs.
     """
 
     train_loss: TrainLoss
@@ -66,7 +65,7 @@ class GuidedTrainer:
     specs: Sequence[GuidedSpec]
     meta_optimizer: optax.GradientTransformation
     fixed: Mapping[str, float] = field(default_factory=dict)
-    rows_present: Callable[[Any, Mapping[str, jax.Array]], Mapping[str, tuple[jax.Array, jax.Array]]] | None = None
+    rows_present: Callable[[Any], Mapping[str, jax.Array]] | None = None
 
     def __post_init__(self) -> None:
         if any(s.lazy for s in self.specs) and self.rows_present is None:
@@ -144,8 +143,7 @@ class GuidedTrainer:
         """One model update plus one meta update of the raw values (steps 1–4)."""
         guide, hypergrads, (params, opt_state, metrics, aux) = self.hypergradients(state, batch, guide_batch, key)
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
-        lazy = any(s.lazy for s in self.specs)
-        extra = {"rows_present": self.rows_present(batch, self.values(state.raw))} if lazy else {}
+        extra = {"rows_present": self.rows_present(batch)} if any(s.lazy for s in self.specs) else {}
         updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
         raw = optax.apply_updates(state.raw, updates)
         metrics = {

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gradtune.core.data_weights import KINDS, lazy_rows, token_weights, weight_name
+from gradtune.core.data_weights import KINDS, rows_present, token_weights, weight_name
 from gradtune.seq2seq.loss import accuracy_counts, masked_mean, token_losses
 
 
@@ -18,13 +18,12 @@ def data_ids(batch) -> dict[str, jax.Array]:
 
 
 def make_rows_present(sizes: Mapping[str, int]):
-    """``(batch, values) -> {name: (present, other)}`` for the lazy weight vectors
-    (``sizes``: name → rows); see ``core.data_weights.lazy_rows``."""
+    """``batch -> {name: bool mask}`` for the lazy weight vectors (``sizes``: name → rows)."""
 
-    def present(batch, values):
+    def present(batch):
         ids, mask = data_ids(batch), batch["tgt_out"] != 0
         return {
-            weight_name(kind): lazy_rows(values, ids, mask, kind, sizes[weight_name(kind)])
+            weight_name(kind): rows_present(ids[kind], mask, sizes[weight_name(kind)])
             for kind in KINDS
             if weight_name(kind) in sizes
         }
