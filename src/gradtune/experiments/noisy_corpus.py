@@ -49,7 +49,8 @@ SETTINGS = {
     "guidance.meta_learning_rate": 1e-2,
     "optim.learning_rate": 3e-3,
     "optim.label_smoothing": 0.0,
-    "train.steps": 1500,
+    "guidance.warmup_steps": 1000,  # per-example hypergradients say little until the model translates
+    "train.steps": 2500,
     "train.eval_every": 500,
     "train.checkpoint_every": 500,
     "train.bleu_examples": 100,
@@ -63,11 +64,13 @@ QUICK = {
     "model.mlp_dim": 256,
     "model.encoder_layers": 1,
     "model.decoder_layers": 1,
-    "train.steps": 600,
-    "train.eval_every": 600,
-    "train.checkpoint_every": 600,
+    "optim.learning_rate": 5e-3,
+    "guidance.warmup_steps": 400,
+    "train.steps": 1000,
+    "train.eval_every": 1000,
+    "train.checkpoint_every": 1000,
     "train.bleu_examples": 16,
-    "train.log_every": 50,
+    "train.log_every": 100,
 }
 
 
