@@ -10,7 +10,7 @@ interleaved repetitions, this times:
 * guided steps (AdamW): (a) the learning rate only; (b) every optimizer-side value
   (``guided=all``: learning rate, b1, b2, eps, weight decay); (c) (b) + label smoothing;
   (d) (c) with ``guide_every=4``: 1 guided + 3 plain steps, timed together, per step;
-  (e) (c) with a guide batch a quarter of the train batch; (f) (c) + data weights: corpus
+  (e) (c) with a guide batch a quarter of the train batch; (f) (a) + data weights: corpus
   (2 corpora, ids drawn at random), bucket (8 length buckets) and example weights, on the
   same batches carrying their ids.
 
@@ -50,7 +50,7 @@ GUIDED = {
     "c": ("(b) + label smoothing", "all,label_smoothing"),
 }
 BARS = {"a": ("floor", 1.10), "b": ("floor", 1.10), "c": ("floor", 1.10), "d": ("plain", 1.35), "f": ("floor", 1.10)}
-DATA_WEIGHTS = "all,label_smoothing,corpus_weights,bucket_weights,example_weights"
+DATA_WEIGHTS = "learning_rate,corpus_weights,bucket_weights,example_weights"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -229,7 +229,7 @@ LABELS = {
     "c": "(c) guided: (b) + label smoothing",
     "d": "(d) (c), guide_every={k} (per step)",
     "e": "(e) (c), guide batch ¼ of train batch",
-    "f": "(f) (c) + corpus, bucket, example weights",
+    "f": "(f) (a) + corpus, bucket, example weights",
 }
 
 
