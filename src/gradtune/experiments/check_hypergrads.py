@@ -82,13 +82,29 @@ def random_batch(
     return batch
 
 
+VOCAB = 40
+
+
+def tiny_losses(seed: int):
+    """(params, train_loss, guide_loss) of a 1+1-layer d=16 Transformer in float64."""
+    cfg = ModelConfig(vocab_size=VOCAB, d_model=16, num_heads=2, mlp_dim=32, encoder_layers=1, decoder_layers=1)
+    graphdef, params = nnx.split(Transformer(cfg, nnx.Rngs(seed), dtype=jnp.float64))
+    train_loss, guide_loss, _ = make_losses(graphdef)
+    return params, train_loss, guide_loss
+
+
+def fd_row(optimizer: str, value: str, hypergrad: float, loss_at, h: float, rtol: float) -> Row:
+    """The row comparing ``hypergrad`` with the central difference of ``loss_at(±h)``."""
+    plus, minus = loss_at(h), loss_at(-h)
+    atol = 8 * EPS64 * max(abs(plus), abs(minus)) / h
+    return Row(optimizer, value, hypergrad, (plus - minus) / (2 * h), atol, rtol)
+
+
 def check_optimizer(name: str, seed: int = 0, warmup: int = 3, h: float = 1e-4, rtol: float = 1e-4) -> list[Row]:
     """Rows for every guidable value of optimizer ``name`` (call inside ``jax.enable_x64``)."""
     rng = np.random.default_rng(seed)
-    vocab = 40
-    cfg = ModelConfig(vocab_size=vocab, d_model=16, num_heads=2, mlp_dim=32, encoder_layers=1, decoder_layers=1)
-    graphdef, params = nnx.split(Transformer(cfg, nnx.Rngs(seed), dtype=jnp.float64))
-    train_loss, guide_loss, _ = make_losses(graphdef)
+    vocab = VOCAB
+    params, train_loss, guide_loss = tiny_losses(seed)
     definition = OPTIMIZERS[name]
     fixed = {"learning_rate": 1.0, "label_smoothing": 0.1, **definition.defaults}
     names = (*definition.guidable, *LOSS_SIDE)
@@ -109,13 +125,9 @@ def check_optimizer(name: str, seed: int = 0, warmup: int = 3, h: float = 1e-4, 
         raw = {**state.raw, value: state.raw[value] + delta}
         return float(step(state._replace(raw=raw), batch, guide, key)[1]["guide_loss"])
 
-    rows = []
-    for value in names:
-        plus, minus = guide_loss_at(value, h), guide_loss_at(value, -h)
-        fd = (plus - minus) / (2 * h)
-        atol = 8 * EPS64 * max(abs(plus), abs(minus)) / h
-        rows.append(Row(name, value, float(hypergrads[f"hypergrad/{value}"]), fd, atol, rtol))
-    return rows
+    return [
+        fd_row(name, v, float(hypergrads[f"hypergrad/{v}"]), lambda d, v=v: guide_loss_at(v, d), h, rtol) for v in names
+    ]
 
 
 DATA_SIZES = {"corpus": 3, "bucket": 4, "example": 40}
@@ -124,10 +136,8 @@ DATA_SIZES = {"corpus": 3, "bucket": 4, "example": 40}
 def check_data_weights(seed: int = 0, warmup: int = 3, h: float = 1e-4, rtol: float = 1e-4) -> list[Row]:
     """Rows for corpus, bucket and example weights under AdamW (call inside ``jax.enable_x64``)."""
     rng = np.random.default_rng(seed)
-    vocab = 40
-    cfg = ModelConfig(vocab_size=vocab, d_model=16, num_heads=2, mlp_dim=32, encoder_layers=1, decoder_layers=1)
-    graphdef, params = nnx.split(Transformer(cfg, nnx.Rngs(seed), dtype=jnp.float64))
-    train_loss, guide_loss, _ = make_losses(graphdef)
+    vocab = VOCAB
+    params, train_loss, guide_loss = tiny_losses(seed)
     defaults = OPTIMIZERS["adamw"].defaults
     fixed = {"learning_rate": 1.0, "label_smoothing": 0.1, **defaults}
     specs = tuple(
@@ -173,13 +183,13 @@ def check_data_weights(seed: int = 0, warmup: int = 3, h: float = 1e-4, rtol: fl
     absent = sorted(set(range(DATA_SIZES["example"])) - set(present.tolist()))
     checked = {s.name: list(range(s.shape[0])) for s in specs[:2]}
     checked[example.name] = [*present[:3].tolist(), absent[0]]
-    rows = []
-    for name, indices in checked.items():
-        for row in indices:
-            plus, minus = guide_loss_at(name, row, h), guide_loss_at(name, row, -h)
-            fd = (plus - minus) / (2 * h)
-            atol = 8 * EPS64 * max(abs(plus), abs(minus)) / h
-            rows.append(Row("adamw", f"{name}[{row}]", float(grads[name][row]), fd, atol, rtol))
+    rows = [
+        fd_row(
+            "adamw", f"{name}[{row}]", float(grads[name][row]), lambda d, n=name, r=row: guide_loss_at(n, r, d), h, rtol
+        )
+        for name, indices in checked.items()
+        for row in indices
+    ]
     if float(grads[example.name][absent[0]]) != 0.0:  # exactly zero, or the lazy update is wrong
         rows.append(Row("adamw", f"{example.name}[{absent[0]}] == 0", float(grads[example.name][absent[0]]), 0, 0, 0))
     return rows

@@ -25,13 +25,13 @@ import numpy as np
 from flax import nnx
 from scipy.stats import mannwhitneyu
 
-from gradtune.data.batching import Encoded, batch_shapes, pack, visit_counts
+from gradtune.data.batching import Encoded, batch_shapes, encode_pairs, pack, visit_counts
 from gradtune.data.corpora import Example
 from gradtune.data.prepare import Prepared
 from gradtune.seq2seq.loss import token_losses
 from gradtune.train.checkpoint import write_json
 from gradtune.train.config import Config, apply_overrides
-from gradtune.train.inputs import load_splits, prepare_data
+from gradtune.train.inputs import load_splits
 from gradtune.train.logbook import read_metrics
 from gradtune.train.loop import train
 from gradtune.train.setup import load_run
@@ -133,12 +133,13 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
     data = noisy_data(cfg)
     summary = train(cfg, run_dir, progress=progress, prepared=data.prepared)
 
-    _, _, graphdef, state = load_run(run_dir)
-    _, _, encoded, _ = prepare_data(cfg, run_dir, data.prepared)  # the run's own tokenizer, cached
+    _, tokenizer, graphdef, state = load_run(run_dir)
     d = cfg.data
+    train_pairs = [(e.source, e.target) for e in data.prepared.splits["train"]]
+    encoded_train = encode_pairs(tokenizer, train_pairs, d.row_len)  # as the run encoded them
     shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
-    visits = visit_counts(encoded["train"], shapes, cfg.train.seed, int(state.step))
-    losses = per_example_losses(graphdef, state.params, encoded["train"], d.batch_rows, d.row_len)
+    visits = visit_counts(encoded_train, shapes, cfg.train.seed, int(state.step))
+    losses = per_example_losses(graphdef, state.params, encoded_train, d.batch_rows, d.row_len)
 
     records = read_metrics(run_dir)
     trajectory = [
