@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gradtune.seq2seq.loss import masked_mean, token_losses
+from gradtune.seq2seq.loss import masked_mean, output_token_losses, token_losses
 from gradtune.seq2seq.model import ModelConfig, Transformer
 
 CFG = ModelConfig(vocab_size=50, d_model=32, num_heads=4, mlp_dim=64, encoder_layers=2, decoder_layers=2, dropout=0.0)
@@ -55,6 +55,29 @@ def test_label_smoothed_loss_matches_its_definition():
     logp = jax.nn.log_softmax(logits)
     expected = 0.8 * -logp[jnp.arange(3), targets] + 0.2 * -logp.mean(-1)
     np.testing.assert_allclose(token_losses(logits, targets, 0.2), expected, rtol=1e-6)
+
+
+def test_output_losses_from_states_match_losses_from_logits():
+    """Values and gradients (states, embedding, label smoothing) in float64 on random inputs, rtol 1e-10."""
+    rng = np.random.default_rng(3)
+    with jax.enable_x64():
+        hidden = jnp.asarray(rng.normal(size=(2, 5, 8)))
+        embedding = jnp.asarray(rng.normal(size=(30, 8)))
+        targets = jnp.asarray(rng.integers(0, 30, (2, 5)))
+
+        def from_states(h, e, eps):
+            return jnp.sum(output_token_losses(h, e, targets, eps) * jnp.arange(1.0, 6.0))
+
+        def from_logits(h, e, eps):
+            return jnp.sum(token_losses(h @ e.T, targets, eps) * jnp.arange(1.0, 6.0))
+
+        for eps in (0.0, 0.3):
+            args = (hidden, embedding, jnp.float64(eps))
+            np.testing.assert_allclose(from_states(*args), from_logits(*args), rtol=1e-10)
+            grads = jax.grad(from_states, argnums=(0, 1, 2))(*args)
+            expected = jax.grad(from_logits, argnums=(0, 1, 2))(*args)
+            for got, want in zip(grads, expected, strict=True):
+                np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_dropout_uses_the_given_key_only():

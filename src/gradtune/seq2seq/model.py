@@ -186,19 +186,27 @@ class Transformer(nnx.Module):
             x = layer(x, mask, k)
         return self.encoder_norm(x)
 
-    def decode(self, memory, src_seg, tgt_in, tgt_seg, tgt_pos, key=None):
+    def decoder_states(self, memory, src_seg, tgt_in, tgt_seg, tgt_pos, key=None):
+        """The decoder's final (normalised) states, (b, tgt_len, d): logits are ``embed.attend`` of them."""
         keys = _keys(key, len(self.decoder) + 1)
         x = self._embed(tgt_in, tgt_pos, keys[-1])
         self_mask = segment_mask(tgt_seg, tgt_seg, causal=True)
         cross_mask = segment_mask(tgt_seg, src_seg)
         for layer, k in zip(self.decoder, keys, strict=False):
             x = layer(x, memory, self_mask, cross_mask, k)
-        return self.embed.attend(self.decoder_norm(x))
+        return self.decoder_norm(x)
 
-    def __call__(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+    def decode(self, memory, src_seg, tgt_in, tgt_seg, tgt_pos, key=None):
+        return self.embed.attend(self.decoder_states(memory, src_seg, tgt_in, tgt_seg, tgt_pos, key))
+
+    def hidden(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+        """The decoder's final states of a batch; ``__call__`` is ``embed.attend`` of them."""
         k_enc, k_dec = _keys(key, 2)
         memory = self.encode(batch["src"], batch["src_seg"], batch["src_pos"], k_enc)
-        return self.decode(memory, batch["src_seg"], batch["tgt_in"], batch["tgt_seg"], batch["tgt_pos"], k_dec)
+        return self.decoder_states(memory, batch["src_seg"], batch["tgt_in"], batch["tgt_seg"], batch["tgt_pos"], k_dec)
+
+    def __call__(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+        return self.embed.attend(self.hidden(batch, key))
 
     def memory_keys_values(self, memory: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
         """Cross-attention keys and values of every decoder layer, (b, src_len, d) each: once per source."""

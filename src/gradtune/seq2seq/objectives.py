@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gradtune.core.data_weights import KINDS, rows_present, token_weights, weight_name
-from gradtune.seq2seq.loss import accuracy_counts, masked_mean, token_losses
+from gradtune.seq2seq.loss import accuracy_counts, masked_mean, output_token_losses, token_losses
 
 
 def data_ids(batch) -> dict[str, jax.Array]:
@@ -35,8 +35,10 @@ def make_losses(graphdef: nnx.GraphDef):
     """``train_loss``, ``guide_loss`` and ``eval_counts`` for a Transformer's graphdef."""
 
     def train_loss(params, batch, key: jax.Array, values: Mapping[str, jax.Array]):
-        logits = nnx.merge(graphdef, params)(batch, key)
-        losses = token_losses(logits, batch["tgt_out"], values.get("label_smoothing", 0.0))
+        model = nnx.merge(graphdef, params)
+        hidden = model.hidden(batch, key)
+        label_smoothing = values.get("label_smoothing", 0.0)
+        losses = output_token_losses(hidden, model.embed.embedding[...], batch["tgt_out"], label_smoothing)
         weights = token_weights(values, data_ids(batch))
         # Data weights: weighted losses over the unweighted token count (see core.data_weights).
         loss, tokens = masked_mean(losses if weights is None else weights * losses, batch["tgt_out"])
