@@ -9,7 +9,8 @@ weights (clean, noisy) and per-example weights by guidance, then reports:
 * the corpus weights over time, and the noisy weight over the clean one at the end;
 * the ROC AUC of the per-example weight as a detector of noisy examples (a low weight
   flags noise), beside the AUC of a baseline that ranks examples by their loss under
-  the final model (a high loss flags noise);
+  the final model (a high loss flags noise), and the AUC of each example's whole weight
+  (corpus × example: what ``gradtune filter`` ranks by);
 * the batch shape and how many times each example was visited.
 """
 
@@ -126,6 +127,17 @@ def per_example_losses(graphdef, params, examples: list[Encoded], rows: int, row
     return total / np.maximum(count, 1)
 
 
+def total_weights(run_dir: Path) -> np.ndarray | None:
+    """Each training example's whole weight (corpus × example), from the run's ``example_weights.tsv``
+    (None when no data weight was guided)."""
+    path = run_dir / "example_weights.tsv"
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as f:
+        next(f)  # header
+        return np.array([float(line.split("\t")[2]) for line in f])
+
+
 def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progress: bool = True) -> dict:
     """Train the noisy-corpus run into ``run_dir`` and write ``noisy_corpus.json``; returns the report."""
     start = time.time()
@@ -149,6 +161,7 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
     ]
     clean_w, noisy_w = trajectory[-1][1:] if trajectory else (None, None)  # None: corpus weights not guided
     weights = np.asarray(state.raw["example_weights"]) if "example_weights" in state.raw else None
+    total = total_weights(run_dir)
     report = {
         "corpus": d.corpus,
         "train_pairs": {"clean": int((~data.noisy).sum()), "noisy": int(data.noisy.sum())},
@@ -168,6 +181,8 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
         "corpus_weight_trajectory": trajectory[:: max(1, len(trajectory) // 20)] + trajectory[-1:],
         # raw values rank as the weights do (a monotone activation over one normaliser)
         "auc_example_weight": roc_auc(-weights, data.noisy) if weights is not None else None,
+        # what ``gradtune filter`` ranks by: the product of the example's guided weights
+        "auc_total_weight": None if total is None else roc_auc(-total, data.noisy),
         "auc_training_loss": roc_auc(losses, data.noisy),
         "dev_loss": summary.get("dev_loss"),
         "dev_bleu": summary.get("dev_bleu"),
@@ -198,6 +213,8 @@ def format_report(report: dict) -> str:
     lines += [
         f"ROC AUC       example weight {'not guided' if auc is None else f'{auc:.3f}'}   "
         f"(baseline, training loss under the final model: {report['auc_training_loss']:.3f})",
+        f"              whole weight, corpus × example (what `gradtune filter` ranks by): "
+        f"{'no data weights' if report['auc_total_weight'] is None else format(report['auc_total_weight'], '.3f')}",
         f"time          {report['seconds']:.0f} s in all ({report['train_seconds']:.0f} s training)",
     ]
     return "\n".join(lines)
