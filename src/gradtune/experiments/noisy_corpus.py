@@ -16,6 +16,7 @@ weights (clean, noisy) and per-example weights by guidance, then reports:
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,9 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
         for r in records
         if "value/corpus_weights/0" in r
     ]
-    clean_w, noisy_w = trajectory[-1][1:] if trajectory else (None, None)  # None: corpus weights not guided
+    clean_w, noisy_w = None, None  # corpus weights not guided
+    if (run_dir / "corpus_weights.json").exists():  # the final ones (the trajectory's last is a step earlier)
+        clean_w, noisy_w = (c["weight"] for c in json.loads((run_dir / "corpus_weights.json").read_text()))
     weights = np.asarray(state.raw["example_weights"]) if "example_weights" in state.raw else None
     total = total_weights(run_dir)
     report = {
@@ -176,7 +179,7 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
         "corpus_weights": {
             "clean": clean_w,
             "noisy": noisy_w,
-            "noisy_over_clean": noisy_w / clean_w if trajectory else None,
+            "noisy_over_clean": None if clean_w is None else noisy_w / clean_w,
         },
         "corpus_weight_trajectory": trajectory[:: max(1, len(trajectory) // 20)] + trajectory[-1:],
         # raw values rank as the weights do (a monotone activation over one normaliser)

@@ -34,12 +34,14 @@ def output_token_losses(
     the logits: its gradient then joins the softmax's in one (tokens × vocab) array, which
     keeps the plain step as fast as before.
     """
+    shape = targets.shape
+    hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)  # 2-D products: see model.Linear
     logits = hidden @ embedding.T
-    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
     if isinstance(label_smoothing, float) and label_smoothing == 0.0:
-        return nll
+        return nll.reshape(shape)
     smoothing = jnp.sum(hidden * (embedding[targets] - jnp.mean(embedding, axis=0)), axis=-1)  # z_y − mean(z)
-    return nll + label_smoothing * smoothing
+    return (nll + label_smoothing * smoothing).reshape(shape)
 
 
 def masked_mean(values: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -82,13 +82,26 @@ def segment_mask(q_seg: jax.Array, k_seg: jax.Array, causal: bool = False) -> ja
     return mask[:, None]
 
 
+class Linear(nnx.Linear):
+    """``nnx.Linear`` applied to the rows of ``x`` flattened to a matrix (b·s, d_in).
+
+    The same function and parameters, but autodiff then differentiates 2-D matrix products:
+    on XLA's CPU backend the weight gradient of a (b, s, d) input, a contraction over two
+    axes, ran ~20% slower than the same contraction over one (the ``small`` MLP's
+    forward+backward: 45 → 38 ms).
+    """
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return super().__call__(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         d, self.heads = cfg.d_model, cfg.num_heads
-        self.query = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
-        self.key = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
-        self.value = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
-        self.out = nnx.Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.query = Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.key = Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.value = Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.out = Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
 
     def __call__(self, x: jax.Array, context: jax.Array, mask: jax.Array) -> jax.Array:
         return self.attend(self.query(x), self.key(context), self.value(context), mask)
@@ -105,8 +118,8 @@ class Attention(nnx.Module):
 
 class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.up = nnx.Linear(cfg.d_model, cfg.mlp_dim, rngs=rngs, dtype=dtype, param_dtype=dtype)
-        self.down = nnx.Linear(cfg.mlp_dim, cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.up = Linear(cfg.d_model, cfg.mlp_dim, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.down = Linear(cfg.mlp_dim, cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
         self.rate = cfg.dropout
 
     def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
