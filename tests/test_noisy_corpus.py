@@ -35,11 +35,11 @@ def test_quick_noisy_corpus_run_downweights_the_noise_and_filter_keeps_clean_pai
     assert "ROC AUC" in printed and "visits per example" in printed
     report = json.loads((run / "noisy_corpus.json").read_text())
     weights = report["corpus_weights"]
-    assert weights["noisy"] < weights["clean"] / 2  # measured: 0.37 of it
+    assert weights["noisy"] < weights["clean"] / 2  # measured: 0.34 of it
     # The issue asks for ≥ 0.65 here; this small run gives 0.55 (the full experiment 0.66),
     # so the test asserts what it achieves: better than chance by over 3 standard errors.
     assert report["auc_example_weight"] > 0.52
-    # The whole weight (corpus × example), which `gradtune filter` ranks by: measured 0.79.
+    # The whole weight (corpus × example), which `gradtune filter` ranks by: measured 0.80.
     assert report["auc_total_weight"] >= 0.65
     assert report["visits"]["never"] == 0
 
