@@ -45,8 +45,9 @@ def make_losses(graphdef: nnx.GraphDef):
         return loss, {"tokens": tokens}
 
     def guide_loss(params, batch):
-        logits = nnx.merge(graphdef, params)(batch)
-        return masked_mean(token_losses(logits, batch["tgt_out"]), batch["tgt_out"])[0]
+        model = nnx.merge(graphdef, params)
+        losses = output_token_losses(model.hidden(batch), model.embed.embedding[...], batch["tgt_out"])
+        return masked_mean(losses, batch["tgt_out"])[0]
 
     def eval_counts(params, batch):
         """Summed loss, correct tokens and token count of one batch (to aggregate)."""
