@@ -4,7 +4,7 @@ import numpy as np
 from flax import nnx
 
 from gradtune.seq2seq.loss import masked_mean, output_token_losses, token_losses
-from gradtune.seq2seq.model import ModelConfig, Transformer
+from gradtune.seq2seq.model import Linear, ModelConfig, Transformer
 
 CFG = ModelConfig(vocab_size=50, d_model=32, num_heads=4, mlp_dim=64, encoder_layers=2, decoder_layers=2, dropout=0.0)
 
@@ -71,6 +71,11 @@ def test_output_losses_from_states_match_losses_from_logits():
         def from_logits(h, e, eps):
             return jnp.sum(token_losses(h @ e.T, targets, eps) * jnp.arange(1.0, 6.0))
 
+        np.testing.assert_allclose(  # a Python 0.0 takes the unsmoothed shortcut
+            output_token_losses(hidden, embedding, targets, 0.0),
+            token_losses(hidden @ embedding.T, targets),
+            rtol=1e-10,
+        )
         for eps in (0.0, 0.3):
             args = (hidden, embedding, jnp.float64(eps))
             np.testing.assert_allclose(from_states(*args), from_logits(*args), rtol=1e-10)
@@ -78,6 +83,17 @@ def test_output_losses_from_states_match_losses_from_logits():
             expected = jax.grad(from_logits, argnums=(0, 1, 2))(*args)
             for got, want in zip(grads, expected, strict=True):
                 np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_linear_is_nnx_linear_on_inputs_of_any_rank():
+    """Same parameters and outputs as ``nnx.Linear`` (only the matrix product's shape differs)."""
+    ours, theirs = Linear(8, 5, rngs=nnx.Rngs(0)), nnx.Linear(8, 5, rngs=nnx.Rngs(0))
+    assert jax.tree.map(jnp.shape, nnx.state(ours)) == jax.tree.map(jnp.shape, nnx.state(theirs))
+    rng = np.random.default_rng(4)
+    for shape in ((8,), (3, 8), (2, 1, 8), (2, 3, 4, 8), (0, 3, 8)):
+        x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+        np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-6)
+        assert ours(x).shape == (*shape[:-1], 5)
 
 
 def test_dropout_uses_the_given_key_only():

@@ -8,6 +8,7 @@ import pytest
 from gradtune.cli.main import main
 from gradtune.data.corpora import Example
 from gradtune.experiments.noisy_corpus import noisy_copy, roc_auc
+from gradtune.train.data_weights import DataTags, read_example_weights, write_weights
 
 
 def test_the_noisy_copy_gives_every_source_another_examples_target():
@@ -71,3 +72,23 @@ def test_filter_needs_a_run_with_data_weights(tmp_path, capsys):
     assert "no example_weights.tsv" in capsys.readouterr().err
     assert main(["filter", "--run", str(tmp_path), "--keep", "0"]) == 1
     assert "--keep" in capsys.readouterr().err
+
+
+def test_example_weights_tsv_keeps_one_row_per_example_whatever_the_text(tmp_path):
+    """Tabs and line breaks of any kind inside a sentence must not split its row."""
+    examples = [
+        Example("a\tb", "c\rd", "g1"),
+        Example("e\u2028f", "g\r\nh", "g2", corpus=1),
+        Example("plain", "text", "g3", corpus=1),
+    ]
+    tags = DataTags(
+        tags={"corpus": np.array([0, 1, 1]), "example": np.arange(3)},
+        counts={"corpus": np.array([2, 4]), "example": np.array([2, 2, 2])},
+        corpus_names=["one", "two"],
+        bucket_names=[],
+    )
+    values = {"corpus_weights": np.array([2.0, 0.5]), "example_weights": np.array([1.0, 3.0, 0.5])}
+    write_weights(tmp_path, values, tags, examples)
+    rows = read_example_weights(tmp_path)
+    assert [(corpus, weight) for corpus, weight, _, _ in rows] == [("one", 2.0), ("two", 1.5), ("two", 0.25)]
+    assert rows[0][2:] == ("a b", "c d") and rows[1][2:] == ("e f", "g  h")

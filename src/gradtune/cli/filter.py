@@ -34,31 +34,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def read_weights(run_dir: Path) -> list[tuple[str, float, str, str]]:
-    """(corpus, weight, source, target) per training example, in training-split order."""
-    path = run_dir / "example_weights.tsv"
-    if not path.is_file():
-        raise GradtuneError(
-            f"{run_dir}: no example_weights.tsv; train with data weights guided, "
-            "e.g. --set guided=corpus_weights,example_weights"
-        )
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        next(f, None)  # header
-        for number, line in enumerate(f, 2):
-            fields = line.rstrip("\n").split("\t")
-            try:
-                corpus, _, weight, source, target = fields
-                rows.append((corpus, float(weight), source, target))
-            except ValueError as e:
-                raise GradtuneError(f"{path}:{number}: not a line of example_weights.tsv ({e})") from e
-    return rows
-
-
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.keep <= 1:
         raise GradtuneError(f"--keep is {args.keep}; give a fraction in (0, 1]")
-    rows = read_weights(Path(args.run))
+    from gradtune.train.data_weights import read_example_weights  # imports JAX: not for --help
+
+    rows = read_example_weights(Path(args.run))
     count = math.ceil(args.keep * len(rows))
     ranked = sorted(range(len(rows)), key=lambda i: -rows[i][1])  # stable: ties keep data order
     kept = sorted(ranked[:count])

@@ -16,7 +16,6 @@ weights (clean, noisy) and per-example weights by guidance, then reports:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from gradtune.data.prepare import Prepared
 from gradtune.seq2seq.loss import token_losses
 from gradtune.train.checkpoint import write_json
 from gradtune.train.config import Config, apply_overrides
+from gradtune.train.data_weights import read_example_weights
 from gradtune.train.inputs import load_splits
 from gradtune.train.logbook import read_metrics
 from gradtune.train.loop import train
@@ -131,12 +131,9 @@ def per_example_losses(graphdef, params, examples: list[Encoded], rows: int, row
 def total_weights(run_dir: Path) -> np.ndarray | None:
     """Each training example's whole weight (corpus × example), from the run's ``example_weights.tsv``
     (None when no data weight was guided)."""
-    path = run_dir / "example_weights.tsv"
-    if not path.exists():
+    if not (run_dir / "example_weights.tsv").exists():
         return None
-    with open(path, encoding="utf-8") as f:
-        next(f)  # header
-        return np.array([float(line.split("\t")[2]) for line in f])
+    return np.array([weight for _, weight, _, _ in read_example_weights(run_dir)])
 
 
 def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progress: bool = True) -> dict:
@@ -160,9 +157,9 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
         for r in records
         if "value/corpus_weights/0" in r
     ]
-    clean_w, noisy_w = None, None  # corpus weights not guided
-    if (run_dir / "corpus_weights.json").exists():  # the final ones (the trajectory's last is a step earlier)
-        clean_w, noisy_w = (c["weight"] for c in json.loads((run_dir / "corpus_weights.json").read_text()))
+    # the final weights, by corpus name (the trajectory's last is a meta step earlier); None: not guided
+    final = summary.get("corpus_weights", {})
+    clean_w, noisy_w = (final.get(name) for name in data.prepared.corpora)
     weights = np.asarray(state.raw["example_weights"]) if "example_weights" in state.raw else None
     total = total_weights(run_dir)
     report = {
@@ -212,12 +209,12 @@ def format_report(report: dict) -> str:
             *(f"  {s:6d}: {c:.3f}, {n:.3f}" for s, c, n in report["corpus_weight_trajectory"]),
             f"final         clean {w['clean']:.3f}, noisy {w['noisy']:.3f}: noisy/clean = {w['noisy_over_clean']:.3f}",
         ]
-    auc = report["auc_example_weight"]
+    auc, total = report["auc_example_weight"], report["auc_total_weight"]
     lines += [
         f"ROC AUC       example weight {'not guided' if auc is None else f'{auc:.3f}'}   "
         f"(baseline, training loss under the final model: {report['auc_training_loss']:.3f})",
         f"              whole weight, corpus × example (what `gradtune filter` ranks by): "
-        f"{'no data weights' if report['auc_total_weight'] is None else format(report['auc_total_weight'], '.3f')}",
+        f"{'no data weights' if total is None else f'{total:.3f}'}",
         f"time          {report['seconds']:.0f} s in all ({report['train_seconds']:.0f} s training)",
     ]
     return "\n".join(lines)

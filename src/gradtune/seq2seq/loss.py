@@ -10,8 +10,9 @@ def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: jax.Arr
     """Per-token loss ``(1 − ε)·(−log p_y) + ε·mean_v(−log p_v)`` (ε = label smoothing).
 
     Written as ``logsumexp(z) − (1 − ε)·z_y − ε·mean(z)`` so that no (tokens × vocab) array
-    of log-probabilities is materialised. Linear in ε: a guided label smoothing has a
-    cheap, exact hypergradient.
+    of log-probabilities is materialised. Linear in ε, so its exact hypergradient is the
+    derivative of ``z_y − mean(z)`` along the look-ahead's direction (a tangent pass over
+    the batch; ``output_token_losses`` keeps that pass out of the output projection).
     """
     lse = jax.nn.logsumexp(logits, axis=-1)
     target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]

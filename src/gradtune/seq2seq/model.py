@@ -92,7 +92,7 @@ class Linear(nnx.Linear):
     """
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return super().__call__(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+        return super().__call__(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.out_features)
 
 
 class Attention(nnx.Module):

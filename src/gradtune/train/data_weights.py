@@ -22,7 +22,7 @@ import numpy as np
 from gradtune.core.data_weights import KINDS, NAMES, weight_name
 from gradtune.data.batching import Encoded, Tags
 from gradtune.data.corpora import Example
-from gradtune.errors import ConfigError, DataError
+from gradtune.errors import ConfigError, DataError, GradtuneError
 from gradtune.train.checkpoint import write_json
 from gradtune.train.config import DataConfig
 
@@ -118,7 +118,7 @@ def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequenc
             text = "\t".join(_one_field(x) for x in (e.source, e.target))
             lines.append(f"{tags.corpus_names[e.corpus]}\t{i}\t{w:.6g}\t{text}")
         tmp = run_dir / "example_weights.tsv.tmp"
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(run_dir / "example_weights.tsv")
         summary["example_weight_quantiles"] = dict(
             zip(
@@ -139,5 +139,30 @@ def example_weights(values: dict, tags: DataTags) -> np.ndarray:
     return weights
 
 
+# a tab or any line break inside a sentence would split its row of example_weights.tsv
+_FIELD_BREAKS = str.maketrans(dict.fromkeys("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
+
+
 def _one_field(text: str) -> str:
-    return text.replace("\t", " ").replace("\n", " ")
+    return text.translate(_FIELD_BREAKS)
+
+
+def read_example_weights(run_dir: Path) -> list[tuple[str, float, str, str]]:
+    """(corpus, weight, source, target) per training example from ``example_weights.tsv``,
+    in training-split order."""
+    path = run_dir / "example_weights.tsv"
+    if not path.is_file():
+        raise GradtuneError(
+            f"{run_dir}: no example_weights.tsv; train with data weights guided, "
+            "e.g. --set guided=corpus_weights,example_weights"
+        )
+    rows = []
+    with path.open(encoding="utf-8", newline="\n") as f:  # rows end at "\n" only
+        next(f, None)  # header
+        for number, line in enumerate(f, 2):
+            try:
+                corpus, _, weight, source, target = line.rstrip("\n").split("\t")
+                rows.append((corpus, float(weight), source, target))
+            except ValueError as e:
+                raise GradtuneError(f"{path}:{number}: not a line of example_weights.tsv ({e})") from e
+    return rows
