@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "noisy copy of it whose targets are shuffled among its examples, guiding corpus and per-example weights "
         "by the clean guide split. Reports the corpus weights over time, the ROC AUC of the example weights as a "
         "detector of noisy examples beside a training-loss baseline, the batch shape and the visits per example; "
-        "writes noisy_corpus.json into the run directory. About 9 minutes on a 2-core CPU.",
+        "writes noisy_corpus.json into the run directory. 7–9 minutes on a 2-core CPU.",
     )
     noisy.add_argument("--run-dir", help="where to write the run (default runs/noisy-corpus-TIME)")
     noisy.add_argument(

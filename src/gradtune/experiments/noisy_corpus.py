@@ -32,7 +32,7 @@ from gradtune.data.prepare import Prepared
 from gradtune.seq2seq.loss import token_losses
 from gradtune.train.checkpoint import write_json
 from gradtune.train.config import Config, apply_overrides
-from gradtune.train.data_weights import read_example_weights
+from gradtune.train.data_weights import EXAMPLE_WEIGHTS, read_example_weights
 from gradtune.train.inputs import load_splits
 from gradtune.train.logbook import read_metrics
 from gradtune.train.loop import train
@@ -131,7 +131,7 @@ def per_example_losses(graphdef, params, examples: list[Encoded], rows: int, row
 def total_weights(run_dir: Path) -> np.ndarray | None:
     """Each training example's whole weight (corpus × example), from the run's ``example_weights.tsv``
     (None when no data weight was guided)."""
-    if not (run_dir / "example_weights.tsv").exists():
+    if not (run_dir / EXAMPLE_WEIGHTS).exists():
         return None
     return np.array([weight for _, weight, _, _ in read_example_weights(run_dir)])
 

@@ -34,20 +34,21 @@ def make_rows_present(sizes: Mapping[str, int]):
 def make_losses(graphdef: nnx.GraphDef):
     """``train_loss``, ``guide_loss`` and ``eval_counts`` for a Transformer's graphdef."""
 
-    def train_loss(params, batch, key: jax.Array, values: Mapping[str, jax.Array]):
+    def losses(params, batch, key=None, label_smoothing=0.0):
+        """Per-token losses of the batch's targets (dropout when ``key`` is given)."""
         model = nnx.merge(graphdef, params)
         hidden = model.hidden(batch, key)
-        label_smoothing = values.get("label_smoothing", 0.0)
-        losses = output_token_losses(hidden, model.embed.embedding[...], batch["tgt_out"], label_smoothing)
+        return output_token_losses(hidden, model.embed.embedding[...], batch["tgt_out"], label_smoothing)
+
+    def train_loss(params, batch, key: jax.Array, values: Mapping[str, jax.Array]):
+        token_loss = losses(params, batch, key, values.get("label_smoothing", 0.0))
         weights = token_weights(values, data_ids(batch))
         # Data weights: weighted losses over the unweighted token count (see core.data_weights).
-        loss, tokens = masked_mean(losses if weights is None else weights * losses, batch["tgt_out"])
+        loss, tokens = masked_mean(token_loss if weights is None else weights * token_loss, batch["tgt_out"])
         return loss, {"tokens": tokens}
 
     def guide_loss(params, batch):
-        model = nnx.merge(graphdef, params)
-        losses = output_token_losses(model.hidden(batch), model.embed.embedding[...], batch["tgt_out"])
-        return masked_mean(losses, batch["tgt_out"])[0]
+        return masked_mean(losses(params, batch), batch["tgt_out"])[0]
 
     def eval_counts(params, batch):
         """Summed loss, correct tokens and token count of one batch (to aggregate)."""

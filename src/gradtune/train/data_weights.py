@@ -96,6 +96,9 @@ def read_counts(path: Path) -> dict[str, np.ndarray] | None:
     return {kind: np.asarray(c, np.int64) for kind, c in json.loads(path.read_text()).items()}
 
 
+EXAMPLE_WEIGHTS = "example_weights.tsv"  # in the run directory: corpus, index, weight, source, target
+
+
 def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequence[Example]) -> dict:
     """``corpus_weights.json`` and ``bucket_weights.json`` for the guided ones, and
     ``example_weights.tsv``: per training example, the product of its guided weights.
@@ -119,7 +122,7 @@ def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequenc
             lines.append(f"{tags.corpus_names[e.corpus]}\t{i}\t{w:.6g}\t{text}")
         tmp = run_dir / "example_weights.tsv.tmp"
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(run_dir / "example_weights.tsv")
+        tmp.replace(run_dir / EXAMPLE_WEIGHTS)
         summary["example_weight_quantiles"] = dict(
             zip(
                 ("min", "q10", "median", "q90", "max"),
@@ -150,7 +153,7 @@ def _one_field(text: str) -> str:
 def read_example_weights(run_dir: Path) -> list[tuple[str, float, str, str]]:
     """(corpus, weight, source, target) per training example from ``example_weights.tsv``,
     in training-split order."""
-    path = run_dir / "example_weights.tsv"
+    path = run_dir / EXAMPLE_WEIGHTS
     if not path.is_file():
         raise GradtuneError(
             f"{run_dir}: no example_weights.tsv; train with data weights guided, "
