@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from gradtune.data.corpora import Example
@@ -55,13 +53,12 @@ def split_tsv(examples: list[Example]) -> str:
 
 
 def write_all(out: Path, files: dict[str, str]) -> None:
-    """Write every file into a temporary folder inside ``out`` first, then move each into place."""
+    """Write every file into ``out``, each atomically."""
+    from gradtune.files import write_text
+
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".prepare-") as tmp:
-        for name, text in files.items():
-            (Path(tmp) / name).write_text(text, encoding="utf-8")
-        for name in files:
-            os.replace(Path(tmp) / name, out / name)
+    for name, text in files.items():
+        write_text(out / name, text)
 
 
 def run(args: argparse.Namespace) -> int:

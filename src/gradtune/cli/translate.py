@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from gradtune.errors import GradtuneError
+from gradtune.files import write_json
 
 EPILOG_TRANSLATE = """\
 examples:
@@ -154,9 +154,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     }
     checkpoint = "" if args.checkpoint == "last" else f"-{args.checkpoint}"
     path = Path(args.run) / f"eval-{name}-beam{args.beam}{checkpoint}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, result, indent=2)
 
     print(f"{name}: {len(sources)} sentences, beam {args.beam}, alpha {args.alpha}, step {result['step']}")
     print(f"BLEU  {result['bleu']:.2f}   {result['bleu_signature']}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 import sentencepiece as spm
 
@@ -54,14 +53,3 @@ def train_tokenizer(sentences: Iterable[str], vocab_size: int = 8000) -> spm.Sen
     except RuntimeError as e:
         raise _vocab_error(e, vocab_size) from e
     return spm.SentencePieceProcessor(model_proto=model.getvalue())
-
-
-def load_or_train(path: Path, sentences: Iterable[str], vocab_size: int) -> spm.SentencePieceProcessor:
-    """The tokenizer cached at ``path``, trained and written there first if missing."""
-    if path.exists():
-        return spm.SentencePieceProcessor(model_file=str(path))
-    tokenizer = train_tokenizer(sentences, vocab_size)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(tokenizer.serialized_model_proto())
-    tmp.replace(path)
-    return tokenizer

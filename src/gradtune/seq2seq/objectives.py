@@ -11,6 +11,8 @@ from flax import nnx
 from gradtune.core.data_weights import KINDS, rows_present, token_weights, weight_name
 from gradtune.seq2seq.loss import accuracy_counts, masked_mean, output_token_losses, token_losses
 
+LOSS_VALUES = ("label_smoothing",)  # the loss-side values ``train_loss`` reads from the guided values
+
 
 def data_ids(batch) -> dict[str, jax.Array]:
     """The per-token corpus, bucket and example ids a batch carries (``tgt_<kind>``)."""

@@ -15,7 +15,6 @@ a torn one that looks whole. No pickle anywhere.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -26,23 +25,13 @@ import jax
 import orbax.checkpoint as ocp
 
 from gradtune.errors import GradtuneError
+from gradtune.files import write_json
 
 PATTERN = re.compile(r"step_(\d{8})\.json")
 
 
 class CheckpointError(GradtuneError):
     """A checkpoint could not be written or read (names the path and the fix)."""
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically: a temporary file, flushed to disk, then renamed."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

@@ -1,12 +1,16 @@
 """The run configuration: one typed dataclass tree with defaults.
 
-Loaded from a JSON or TOML file, overridden by ``--set key=value`` (a full dotted path such
-as ``optim.learning_rate`` or, when unambiguous, the bare field name), and saved resolved
-(``config.json``) beside each run.
+Loaded from a JSON or TOML file (optionally with one of its ``[overlays.NAME]`` tables laid
+over it), overridden by ``--set key=value`` (a full dotted path such as
+``optim.learning_rate`` or, when unambiguous, the bare field name), then resolved and
+checked once by the pure ``resolve`` (``train/resolve.py``) before any work starts. The
+resolved config is what a run saves (``config.json``) and what every builder reads; no
+builder changes it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import tomllib
 import types
@@ -143,33 +147,52 @@ def _resolve_key(leaves: dict, key: str) -> str:
     raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(leaves))}")
 
 
-def _convert(text_or_value: Any, annotation: Any, key: str) -> Any:
-    """Coerce a string (from --set) or a file value to the field's declared type."""
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """Coerce a string (from --set) or a file value to the field's declared type.
+
+    A string is parsed (``"true"``, ``"1e-3"``, ``"none"``); a value from a file must
+    already have the field's type (an int stands for a float), so that ``steps = true``
+    or ``optimizer = 5`` in a file is an error rather than a silent 1 or ``"5"``.
+    """
     hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    value = text_or_value
     if type(None) in options and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
         return None
     for kind in (o for o in options if o is not type(None)):
-        try:
-            if kind is bool and isinstance(value, str):
-                if value.lower() in ("true", "1", "yes", "on"):
-                    return True
-                if value.lower() in ("false", "0", "no", "off"):
-                    return False
-                raise ValueError(value)
-            if kind is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            if kind is float and isinstance(value, bool):
-                raise ValueError(value)
-            return kind(value)
-        except (TypeError, ValueError):
-            continue
+        if isinstance(value, str):
+            parsed = _parse_text(value, kind)
+            if parsed is not None:
+                return parsed
+        elif isinstance(value, bool):
+            if kind is bool:
+                return value
+        elif kind is int and isinstance(value, int):
+            return value
+        elif kind is float and isinstance(value, int | float):
+            return float(value)
     names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise ConfigError(f"config key {key}: {text_or_value!r} is not a valid {names}")
+    raise ConfigError(f"config key {key}: {value!r} is not a valid {names}")
+
+
+def _parse_text(text: str, kind: type) -> Any:
+    """``text`` as a ``kind``, or None if it is not one."""
+    if kind is str:
+        return text
+    if kind is bool:
+        return {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
+                "off": False}.get(text.lower())  # fmt: skip
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if kind is int:
+        return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else None
+    return number
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with ``overrides`` (dotted or bare key → value) set; not yet resolved."""
+    cfg = copy.deepcopy(cfg)
     leaves = _leaves(cfg)
     for key, value in overrides.items():
         path = _resolve_key(leaves, key)
@@ -188,26 +211,50 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then the file (JSON or TOML), then ``key=value`` overrides."""
-    cfg = Config()
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            text = path.read_text()
-            tree = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {e}") from e
-        apply_overrides(cfg, _flatten(tree))
+def read_config_file(path: str | Path, overlay: str | None = None) -> dict[str, Any]:
+    """The flat ``key → value`` settings of a JSON or TOML file, with overlay ``overlay``
+    (its ``[overlays.NAME]`` table) laid over them."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file" + ("" if not path.exists() else " (it is a directory)"))
+    try:
+        text = path.read_text(encoding="utf-8")
+        tree = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {e}") from e
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: a config file holds one table (an object) of sections; found {type(tree).__name__}")
+    overlays = tree.pop("overlays", {})
+    if not isinstance(overlays, dict):
+        raise ConfigError(f"{path}: 'overlays' must be a table of named overlays, e.g. [overlays.quick.train]")
+    settings = _flatten(tree)
+    if overlay is not None:
+        if overlay not in overlays:
+            raise ConfigError(f"{path} has no overlay {overlay!r}; it has: {', '.join(overlays) or 'none'}")
+        settings.update(_flatten(overlays[overlay]))
+    return settings
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["key=value", ...]`` (from ``--set``) as a dict; a malformed item is an error."""
     parsed = {}
-    for item in overrides:
+    for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
         parsed[key.strip()] = value.strip()
-    return apply_overrides(cfg, parsed)
+    return parsed
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), overlay: str | None = None
+) -> Config:
+    """Defaults, then the file (JSON or TOML, and its overlay ``overlay``), then ``key=value``
+    overrides; resolved and checked (``resolve``)."""
+    from gradtune.train.resolve import resolve
+
+    settings = read_config_file(path, overlay) if path is not None else {}
+    return resolve(apply_overrides(Config(), {**settings, **parse_set(overrides)}))
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -22,11 +22,9 @@ import numpy as np
 from gradtune.core.data_weights import KINDS, NAMES, weight_name
 from gradtune.data.batching import Encoded, Tags
 from gradtune.data.corpora import Example
-from gradtune.errors import ConfigError, DataError, GradtuneError
-from gradtune.train.checkpoint import write_json
+from gradtune.errors import DataError, GradtuneError
+from gradtune.files import write_json, write_text
 from gradtune.train.config import DataConfig
-
-BUCKETING = ("length", "group")
 
 
 @dataclass(frozen=True)
@@ -44,8 +42,6 @@ class DataTags:
 
 def length_buckets(lengths: np.ndarray, num_buckets: int) -> tuple[np.ndarray, list[str]]:
     """Bucket ids by equal-count quantiles of ``lengths``, and a name per bucket."""
-    if num_buckets < 1:
-        raise ConfigError(f"data.num_buckets is {num_buckets}; it must be at least 1")
     edges = np.unique(np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1], method="higher"))
     ids = np.searchsorted(edges, lengths, side="right").astype(np.int32)
     bounds = [int(lengths.min()), *edges.tolist(), int(lengths.max()) + 1]
@@ -68,8 +64,6 @@ def group_buckets(examples: Sequence[Example]) -> tuple[np.ndarray, list[str]]:
 
 def data_tags(d: DataConfig, examples: Sequence[Example], encoded: Sequence[Encoded], corpora: list[str]) -> DataTags:
     """The corpus, bucket and example ids of the training split, and the rows' token counts."""
-    if d.bucket_by not in BUCKETING:
-        raise ConfigError(f"data.bucket_by is {d.bucket_by!r}; choose one of {', '.join(BUCKETING)}")
     target_tokens = np.array([len(tgt) for _, tgt in encoded], np.int64)
     if d.bucket_by == "length":
         buckets, bucket_names = length_buckets(target_tokens, d.num_buckets)
@@ -120,9 +114,7 @@ def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequenc
         for i, (e, w) in enumerate(zip(examples, weights, strict=True)):
             text = "\t".join(_one_field(x) for x in (e.source, e.target))
             lines.append(f"{tags.corpus_names[e.corpus]}\t{i}\t{w:.6g}\t{text}")
-        tmp = run_dir / "example_weights.tsv.tmp"
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(run_dir / EXAMPLE_WEIGHTS)
+        write_text(run_dir / EXAMPLE_WEIGHTS, "\n".join(lines) + "\n")
         summary["example_weight_quantiles"] = dict(
             zip(
                 ("min", "q10", "median", "q90", "max"),

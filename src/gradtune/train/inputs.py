@@ -1,15 +1,32 @@
-"""The data of a run: clean splits, tokenizer (cached in the run directory), encoded examples."""
+"""The data of a run, built in memory: clean splits, tokenizer, encoded examples, data-weight ids."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from gradtune.data.batching import encode_pairs
+import sentencepiece as spm
+
+from gradtune.data.batching import Encoded, encode_pairs
 from gradtune.data.cleaning import Filters
+from gradtune.data.corpora import Example
 from gradtune.data.prepare import Prepared, prepare_splits
-from gradtune.data.tokenizer import load_or_train
+from gradtune.data.tokenizer import train_tokenizer
+from gradtune.files import write_bytes, write_json
 from gradtune.train.config import Config, DataConfig
+from gradtune.train.data_weights import DataTags, data_tags, write_counts
+
+TOKENIZER = "tokenizer.model"
+WEIGHT_COUNTS = "weight_counts.json"  # training tokens per corpus, bucket and example
+
+
+@dataclass(frozen=True)
+class RunData:
+    splits: dict[str, list[Example]]
+    tokenizer: spm.SentencePieceProcessor
+    encoded: dict[str, list[Encoded]]  # split name → token ids of each pair
+    tags: DataTags  # the training split's corpus, bucket and example ids
+    report: dict  # pairs read, removed by each filter, split sizes (data.json)
 
 
 def load_splits(d: DataConfig) -> Prepared:
@@ -20,20 +37,27 @@ def load_splits(d: DataConfig) -> Prepared:
     )
 
 
-def prepare_data(cfg: Config, run_dir: Path, prepared: Prepared | None = None):
-    """Splits, tokenizer (cached in the run directory), encoded examples and corpus names;
-    writes ``data.json``. ``prepared``: splits made by the caller instead of from ``cfg.data``
-    (experiments that build their own training data)."""
+def load_data(cfg: Config, prepared: Prepared | None = None, tokenizer_file: Path | None = None) -> RunData:
+    """Splits, tokenizer (trained on the training split, or read from ``tokenizer_file``),
+    encoded examples and data-weight ids; nothing is written. ``prepared``: splits made by
+    the caller instead of from ``cfg.data`` (experiments that build their own data)."""
     d = cfg.data
     prepared = prepared or load_splits(d)
     splits = prepared.splits
-    train_text = (s for e in splits["train"] for s in (e.source, e.target))
-    tokenizer = load_or_train(run_dir / "tokenizer.model", train_text, d.vocab_size)
+    if tokenizer_file is not None:
+        tokenizer = spm.SentencePieceProcessor(model_file=str(tokenizer_file))
+    else:
+        tokenizer = train_tokenizer((s for e in splits["train"] for s in (e.source, e.target)), d.vocab_size)
     encoded = {
         name: encode_pairs(tokenizer, [(e.source, e.target) for e in split], d.row_len)
         for name, split in splits.items()
     }
-    report = run_dir / "data.json.tmp"
-    report.write_text(json.dumps(prepared.report, indent=2) + "\n")
-    report.replace(run_dir / "data.json")
-    return splits, tokenizer, encoded, prepared.corpora
+    tags = data_tags(d, splits["train"], encoded["train"], prepared.corpora)
+    return RunData(splits, tokenizer, encoded, tags, prepared.report)
+
+
+def write_data(run_dir: Path, data: RunData) -> None:
+    """The run directory's record of its data: ``tokenizer.model``, ``data.json``, ``weight_counts.json``."""
+    write_bytes(run_dir / TOKENIZER, data.tokenizer.serialized_model_proto())
+    write_json(run_dir / "data.json", data.report, indent=2)
+    write_counts(run_dir / WEIGHT_COUNTS, data.tags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,19 +13,20 @@ import numpy as np
 from tqdm import tqdm
 
 from gradtune.core.data_weights import KINDS, weight_name
-from gradtune.data.batching import BatchStream, StreamState, batch_shapes, pack
-from gradtune.errors import ConfigError
+from gradtune.data.batching import BatchStream, StreamState, batch_shapes, check_fit, pack
+from gradtune.files import write_json
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
-from gradtune.train.checkpoint import save_checkpoint, update_best, write_json
+from gradtune.train.checkpoint import save_checkpoint, update_best
 from gradtune.train.config import Config, to_dict
-from gradtune.train.data_weights import data_tags, write_counts, write_weights
+from gradtune.train.data_weights import write_weights
 from gradtune.train.guide_batches import GuideBatches
-from gradtune.train.inputs import prepare_data
+from gradtune.train.inputs import TOKENIZER, RunData, load_data, write_data
 from gradtune.train.logbook import Logbook, read_metrics
 from gradtune.train.plot import plot_run
+from gradtune.train.resolve import resolve
 from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
-from gradtune.train.setup import WEIGHT_COUNTS, build_state
+from gradtune.train.setup import build_state
 from gradtune.train.signals import stop_requests
 
 
@@ -36,23 +38,18 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     splits, made by the caller (``data.Prepared``), instead of from ``cfg.data``.
     """
     start = time.time()
-    if cfg.train.best_metric not in ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf"):
-        raise ConfigError(
-            f"train.best_metric is {cfg.train.best_metric!r}; choose dev_loss, dev_accuracy, dev_bleu or dev_chrf"
-        )
-    if cfg.train.beam_size < 1:
-        raise ConfigError(f"train.beam_size is {cfg.train.beam_size}; it must be at least 1 (1 = greedy)")
+    cfg = resolve(cfg)
     check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
-    # Data: splits, tokenizer, the dev set, the guide batches.
-    splits, tokenizer, encoded, corpora = prepare_data(cfg, run_dir, prepared)
+    # Data, model and training state, all in memory: the run directory is made only once
+    # every one of them stands, so that bad input leaves nothing behind.
+    data = load_data(cfg, prepared, run_dir / TOKENIZER if resume else None)
+    splits, tokenizer, encoded, tags = data.splits, data.tokenizer, data.encoded, data.tags
     d, g, t = cfg.data, cfg.guidance, cfg.train
-    tags = data_tags(d, splits["train"], encoded["train"], corpora)
+    shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
+    check_fit(encoded["train"], shapes)
     dev_batches = list(pack(encoded["dev"], range(len(encoded["dev"])), d.batch_rows, d.row_len))
     bleu_dev = splits["dev"][: t.bleu_examples]
-
-    # Model and training state, fresh or from the newest complete checkpoint.
     model_cfg, graphdef, setup, state = build_state(cfg, tokenizer.vocab_size(), tags.counts)
     trainer, guidance = setup.trainer, setup.guided
     weighted = [kind for kind in KINDS if weight_name(kind) in guidance]
@@ -63,10 +60,8 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
         state, host = restore_latest(run_dir, state)
         rewind_metrics(run_dir, int(state.step))
     else:
-        write_json(run_dir / "config.json", to_dict(cfg))
-        write_counts(run_dir / WEIGHT_COUNTS, tags)
+        create_run_dir(run_dir, cfg, data)
     first_step = int(state.step)
-    shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
     train_stream = BatchStream(
         encoded["train"], shapes, t.seed, start=StreamState(*host["data"]), tags={k: tags.tags[k] for k in weighted}
     )
@@ -199,6 +194,20 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     )
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def create_run_dir(run_dir: Path, cfg: Config, data: RunData) -> None:
+    """The new run's directory with its resolved config and data records; removed again if
+    writing any of them fails."""
+    existed = run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        write_json(run_dir / "config.json", to_dict(cfg))
+        write_data(run_dir, data)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def tokens_per_second(intervals: list[tuple[float, float]]) -> float:

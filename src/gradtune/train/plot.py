@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from gradtune.files import replacing
+
 
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
@@ -48,7 +50,6 @@ def plot_run(records: list[dict], path: Path, title: str = "", row_names: dict[s
             ax.set_yscale("log")
     axes[-1].set_xlabel("step")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    tmp.replace(path)

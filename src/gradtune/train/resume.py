@@ -11,6 +11,7 @@ from tensorboardX import SummaryWriter
 
 from gradtune.core import TrainState
 from gradtune.errors import ConfigError, GradtuneError
+from gradtune.files import write_text
 from gradtune.train.checkpoint import complete_steps, read_host_state, restore_arrays
 from gradtune.train.config import Config, to_dict
 
@@ -84,9 +85,7 @@ def rewind_metrics(run_dir: Path, step: int) -> None:
             continue
         if record["step"] <= step:
             kept.append(record)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
     with SummaryWriter(str(run_dir / "tensorboard")) as writer:
         for record in kept:

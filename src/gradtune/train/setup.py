@@ -9,28 +9,24 @@ import sentencepiece as spm
 from flax import nnx
 
 from gradtune.core import TrainState
-from gradtune.errors import ConfigError
-from gradtune.seq2seq.model import Transformer, preset
+from gradtune.errors import ConfigError, GradtuneError
+from gradtune.seq2seq.model import ModelConfig, Transformer, preset
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train.checkpoint import find_checkpoint, restore_arrays
 from gradtune.train.config import Config, load_config
 from gradtune.train.data_weights import read_counts
 from gradtune.train.guidance import build_trainer
+from gradtune.train.inputs import TOKENIZER, WEIGHT_COUNTS
 
-WEIGHT_COUNTS = "weight_counts.json"  # training tokens per corpus, bucket and example
+
+class RunError(GradtuneError):
+    """A directory that is not a (usable) gradtune run."""
 
 
-def model_config(cfg: Config, vocab_size: int):
+def model_config(cfg: Config, vocab_size: int) -> ModelConfig:
+    """The Transformer's config: the preset with the config's model fields laid over it."""
     overrides = {k: v for k, v in asdict(cfg.model).items() if k != "preset" and v is not None}
-    try:
-        model_cfg = preset(cfg.model.preset, vocab_size=vocab_size, **overrides)
-    except ValueError as e:
-        raise ConfigError(f"model.preset: {e}") from e
-    if model_cfg.d_model % model_cfg.num_heads:
-        raise ConfigError(
-            f"model.d_model ({model_cfg.d_model}) must be a multiple of num_heads ({model_cfg.num_heads})"
-        )
-    return model_cfg
+    return preset(cfg.model.preset, vocab_size=vocab_size, **overrides)
 
 
 def build_state(cfg: Config, vocab_size: int, weight_counts=None):
@@ -48,8 +44,17 @@ def build_state(cfg: Config, vocab_size: int, weight_counts=None):
 def load_run(run_dir: Path, which: str = "last"):
     """(config, tokenizer, graphdef, training state) of a run at checkpoint ``which``
     (``last``, ``best`` or a step)."""
-    cfg = load_config(run_dir / "config.json")
-    tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / "tokenizer.model"))
+    missing = [name for name in ("config.json", TOKENIZER) if not (run_dir / name).is_file()]
+    if not run_dir.is_dir() or missing:
+        raise RunError(
+            f"{run_dir} is not a gradtune run ({'no such directory' if not run_dir.is_dir() else 'no ' + missing[0]}); "
+            "pass a directory that `gradtune train` wrote (runs/...)"
+        )
+    try:
+        cfg = load_config(run_dir / "config.json")
+    except ConfigError as e:
+        raise RunError(f"{run_dir}: its config.json cannot be used ({e})") from e
+    tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / TOKENIZER))
     _, graphdef, _, like = build_state(cfg, tokenizer.vocab_size(), read_counts(run_dir / WEIGHT_COUNTS))
     step = find_checkpoint(run_dir, which)
     return cfg, tokenizer, graphdef, TrainState(**restore_arrays(run_dir, step, like._asdict()))

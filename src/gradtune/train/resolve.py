@@ -1,0 +1,296 @@
+"""``resolve(cfg)``: the one place a run's configuration is completed and checked.
+
+A pure function: it returns a checked copy with every derived value written out (the
+optimizer's own defaults for the hyper-parameters left unset, ``guidance.guided`` as the
+list of names it stands for, ``guidance.guide_batch = auto`` as its policy) and raises a
+one-line ``ConfigError`` naming the key and the fix for any value outside its choices or
+range. It reads no data, so a bad setting fails before any work. What can only be checked
+once the data are read (a vocabulary larger than the data allow, ``bucket_by = group``
+without a group column, a corpus that cleaning empties) is checked by the data layer, and
+the run directory is made only after that (``train/loop.py``).
+
+Resolving a resolved config changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import optax
+
+from gradtune.core import OPTIMIZERS, Activation, parse_schedule
+from gradtune.core.data_weights import NAMES as DATA_WEIGHTS
+from gradtune.core.defaults import default_activation
+from gradtune.data.sources import parse_sources
+from gradtune.errors import ConfigError, GradtuneError
+from gradtune.seq2seq.model import PRESETS
+from gradtune.seq2seq.objectives import LOSS_VALUES
+from gradtune.train.config import Config
+from gradtune.train.guide_batches import POLICIES
+
+BUCKETING = ("length", "group")  # data.bucket_by
+BEST_METRICS = ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf")  # train.best_metric
+LAZY_SCALES = ("step", "row")  # guidance.lazy_scale
+UNIT_INTERVAL = ("b1", "b2", "momentum", "decay", "decay_rate")  # optimizer values in [0, 1)
+SPEC_FIELDS = ("kind", "floor", "ceiling", "steepness", "meta_lr")
+
+
+def resolve(cfg: Config) -> Config:
+    """A checked copy of ``cfg`` with every derived value filled in (see the module docstring)."""
+    cfg = copy.deepcopy(cfg)
+    _check_data(cfg)
+    _check_model(cfg)
+    _resolve_optim(cfg)
+    _resolve_guidance(cfg)
+    _check_train(cfg)
+    return cfg
+
+
+def _require(ok: bool, key: str, value: Any, must: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} is {value!r}; it must {must}")
+
+
+def _at_least(section: Any, prefix: str, minimum: float, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(value >= minimum, f"{prefix}.{name}", value, f"be at least {minimum:g}")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    _require(value in choices, key, value, f"be one of {', '.join(choices)}")
+
+
+def _check_data(cfg: Config) -> None:
+    d = cfg.data
+    for key in ("corpus", "guide_corpus"):
+        spec = getattr(d, key)
+        if key == "corpus" or spec:
+            try:
+                parse_sources(spec)
+            except GradtuneError as e:
+                raise ConfigError(f"data.{key}: {e}") from e
+    _at_least(d, "data", 0, "min_tokens", "max_tokens", "max_length_ratio", "batch_tokens", "min_guide")
+    _require(
+        d.max_tokens == 0 or d.max_tokens >= d.min_tokens,
+        "data.max_tokens",
+        d.max_tokens,
+        f"be 0 (no limit) or at least data.min_tokens ({d.min_tokens})",
+    )
+    _require(
+        d.max_length_ratio == 0 or d.max_length_ratio >= 1,
+        "data.max_length_ratio",
+        d.max_length_ratio,
+        "be 0 (no limit) or at least 1",
+    )
+    _require(d.vocab_size > 4, "data.vocab_size", d.vocab_size, "exceed 4 (pad, unk, BOS and EOS take ids 0-3)")
+    _at_least(d, "data", 2, "row_len")
+    _at_least(d, "data", 1, "batch_rows", "guide_rows", "num_buckets")
+    _require(
+        d.batch_tokens == 0 or d.batch_tokens >= d.row_len,
+        "data.batch_tokens",
+        d.batch_tokens,
+        f"be 0 (fixed rows of batch_rows) or at least data.row_len ({d.row_len}), to hold one longest example",
+    )
+    _choice("data.bucket_by", d.bucket_by, BUCKETING)
+    for name in ("dev_fraction", "test_fraction"):
+        value = getattr(d, name)
+        _require(0 < value < 0.5, f"data.{name}", value, "be in (0, 0.5)")
+    _require(
+        d.dev_fraction + d.test_fraction < 0.5,
+        "data.dev_fraction + data.test_fraction",
+        d.dev_fraction + d.test_fraction,
+        "be under 0.5",
+    )
+    _require(0 <= d.guide_fraction < 0.5, "data.guide_fraction", d.guide_fraction, "be in [0, 0.5)")
+
+
+def _check_model(cfg: Config) -> None:
+    m = cfg.model
+    _choice("model.preset", m.preset, list(PRESETS))
+    merged = dataclasses.replace(
+        PRESETS[m.preset], **{k: v for k, v in dataclasses.asdict(m).items() if k != "preset" and v is not None}
+    )
+    for name in ("d_model", "num_heads", "mlp_dim", "encoder_layers", "decoder_layers"):
+        value = getattr(merged, name)
+        _require(value >= 1, f"model.{name}", value, "be at least 1")
+    _require(0 <= merged.dropout < 1, "model.dropout", merged.dropout, "be in [0, 1)")
+    _require(
+        merged.d_model % merged.num_heads == 0,
+        "model.d_model",
+        merged.d_model,
+        f"be a multiple of model.num_heads ({merged.num_heads})",
+    )
+
+
+def _schedule(key: str, spec: str, base: float, warmup: int, steps: int) -> None:
+    try:
+        parse_schedule(spec, base, warmup, steps)
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e}") from e
+
+
+def _resolve_optim(cfg: Config) -> None:
+    o = cfg.optim
+    _choice("optim.optimizer", o.optimizer, list(OPTIMIZERS))
+    _require(o.learning_rate > 0, "optim.learning_rate", o.learning_rate, "be > 0")
+    _at_least(o, "optim", 0, "warmup_steps")
+    _schedule("optim.schedule", o.schedule, o.learning_rate, o.warmup_steps, cfg.train.steps)
+    defaults = OPTIMIZERS[o.optimizer].defaults
+    for name in ("b1", "b2", "eps", "weight_decay", "momentum", "decay_rate", "decay"):
+        value = getattr(o, name)
+        if name not in defaults:
+            _require(
+                value is None,
+                f"optim.{name}",
+                value,
+                f"be unset: optimizer {o.optimizer} has no {name} (its values: {', '.join(defaults) or 'none'})",
+            )
+            continue
+        value = defaults[name] if value is None else value
+        setattr(o, name, value)
+        if name in UNIT_INTERVAL:
+            _require(0 <= value < 1, f"optim.{name}", value, "be in [0, 1)")
+        else:
+            _require(value >= 0, f"optim.{name}", value, "be at least 0")
+    _require(
+        not o.nesterov or o.optimizer == "momentum",
+        "optim.nesterov",
+        o.nesterov,
+        "be false unless optim.optimizer is momentum",
+    )
+    _require(0 <= o.label_smoothing < 1, "optim.label_smoothing", o.label_smoothing, "be in [0, 1)")
+
+
+def guidable_names(optimizer: str) -> tuple[str, ...]:
+    """Every value a run with ``optimizer`` can guide: optimizer-side, loss-side, data weights."""
+    return (*OPTIMIZERS[optimizer].guidable, *LOSS_VALUES, *DATA_WEIGHTS)
+
+
+def expand_guided(text: str, optimizer: str) -> tuple[str, ...]:
+    """The names of a ``guidance.guided`` list (``all``: every optimizer-side value), checked."""
+    allowed = guidable_names(optimizer)
+    names: list[str] = []
+    for item in (s.strip() for s in text.split(",")):
+        if item in ("", "none"):
+            continue
+        for value in OPTIMIZERS[optimizer].guidable if item == "all" else (item,):
+            if value not in allowed:
+                raise ConfigError(
+                    f"guidance.guided: optimizer {optimizer} has no guidable value {value!r}; "
+                    f"its guidable values: {', '.join(allowed)} (or 'all')"
+                )
+            if value not in names:
+                names.append(value)
+    return tuple(names)
+
+
+def guided_names(cfg: Config) -> tuple[str, ...]:
+    """The values a resolved run guides (none with guidance off: they are held)."""
+    return expand_guided(cfg.guidance.guided, cfg.optim.optimizer) if cfg.guidance.enabled else ()
+
+
+def parse_spec_overrides(text: str) -> dict[str, dict[str, str]]:
+    """``"wd:sigmoid,ceiling=0.01; eps:exp,meta_lr=10"`` → {name: {kind, floor, …}}."""
+    overrides: dict[str, dict[str, str]] = {}
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        name, sep, rest = entry.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"guidance.specs: {entry!r} lacks 'name:'; e.g. 'weight_decay:sigmoid,ceiling=0.01'")
+        parts = [p.strip() for p in rest.split(",") if p.strip()]
+        fields = {"kind": parts[0]} if parts and "=" not in parts[0] else {}
+        for part in parts[len(fields) :]:
+            key, eq, value = part.partition("=")
+            if not eq or key not in SPEC_FIELDS:
+                raise ConfigError(
+                    f"guidance.specs: cannot read {part!r} in {entry!r}; "
+                    "write name:kind[,floor=F][,ceiling=C][,steepness=S][,meta_lr=M]"
+                )
+            fields[key] = value
+        overrides[name.strip()] = fields
+    return overrides
+
+
+def initial_values(cfg: Config) -> dict[str, float]:
+    """The initial (or held) value of every scalar guidable value of a resolved run."""
+    o = cfg.optim
+    hyperparams = {name: getattr(o, name) for name in OPTIMIZERS[o.optimizer].defaults}
+    return {"learning_rate": cfg.guidance.lr_multiplier, "label_smoothing": o.label_smoothing, **hyperparams}
+
+
+def value_activation(name: str, init: float, override: dict[str, str]) -> tuple[Activation, float]:
+    """The activation of guided value ``name`` and its meta learning-rate scale, checked
+    against the initial value ``init``."""
+    try:
+        numbers = {k: float(v) for k, v in override.items() if k != "kind"}
+        meta_lr = numbers.pop("meta_lr", 1.0)
+        activation = dataclasses.replace(
+            default_activation(name, init), kind=override.get("kind", default_activation(name, init).kind), **numbers
+        )
+        activation.inverse(init)  # fails now, not at init, on a bad initial value
+    except ValueError as e:
+        raise ConfigError(f"guidance.specs, guided {name}: {e}") from e
+    if not meta_lr > 0:
+        raise ConfigError(f"guidance.specs, guided {name}: meta_lr is {meta_lr}; it must be > 0")
+    return activation, meta_lr
+
+
+def meta_factory(name: str) -> Callable[..., optax.GradientTransformation]:
+    """optax's optimizer ``name``, checked to take a learning rate."""
+    factory = getattr(optax, name, None)
+    if not callable(factory) or name.startswith("_") or isinstance(factory, type):
+        raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax has no such optimizer; e.g. adam, sgd, rmsprop")
+    try:
+        transformation = factory(1e-3)
+    except TypeError as e:
+        raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax.{name} does not take a learning rate") from e
+    if not isinstance(transformation, optax.GradientTransformation):
+        raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax.{name} is not an optimizer; e.g. adam, sgd")
+    return factory
+
+
+def _resolve_guidance(cfg: Config) -> None:
+    g = cfg.guidance
+    names = expand_guided(g.guided, cfg.optim.optimizer)
+    g.guided = ",".join(names)
+    _require(g.lr_multiplier > 0, "guidance.lr_multiplier", g.lr_multiplier, "be > 0")
+    overrides = parse_spec_overrides(g.specs)
+    if unknown := sorted(set(overrides) - set(names)):
+        raise ConfigError(f"guidance.specs names {', '.join(unknown)}, which is not guided ({g.guided or 'none'})")
+    initial = initial_values(cfg)
+    for name in names:
+        value_activation(name, initial.get(name, 1.0), overrides.get(name, {}))
+    meta_factory(g.meta_optimizer)
+    _require(g.meta_learning_rate > 0, "guidance.meta_learning_rate", g.meta_learning_rate, "be > 0")
+    _schedule("guidance.meta_schedule", g.meta_schedule, g.meta_learning_rate, 0, cfg.train.steps)
+    _require(g.clip is None or g.clip > 0, "guidance.clip", g.clip, "be unset (none) or > 0")
+    _choice("guidance.lazy_scale", g.lazy_scale, LAZY_SCALES)
+    _require(0 <= g.lazy_b1 < 1, "guidance.lazy_b1", g.lazy_b1, "be in [0, 1)")
+    _at_least(g, "guidance", 0, "warmup_steps", "reset_every")
+    _at_least(g, "guidance", 1, "guide_every")
+    _choice("guidance.guide_batch", g.guide_batch, ("auto", *POLICIES))
+    if g.guide_batch == "auto":  # one fixed batch would be overfitted by data weights
+        g.guide_batch = "cycle" if set(names) & set(DATA_WEIGHTS) else "fixed"
+
+
+def _check_train(cfg: Config) -> None:
+    t = cfg.train
+    _at_least(
+        t,
+        "train",
+        1,
+        "steps",
+        "eval_every",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "max_nonfinite",
+        "beam_size",
+    )
+    _at_least(t, "train", 0, "bleu_examples", "length_penalty", "seed")
+    _choice("train.best_metric", t.best_metric, BEST_METRICS)
