@@ -4,17 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY
 
 from gradtune.cli.main import main
 from gradtune.train.logbook import read_metrics
 from gradtune.train.setup import load_run
-
-TINY = [
-    "--set", "vocab_size=300", "--set", "d_model=32", "--set", "num_heads=2", "--set", "mlp_dim=64",
-    "--set", "encoder_layers=1", "--set", "decoder_layers=1", "--set", "row_len=32", "--set", "batch_rows=8",
-    "--set", "guide_rows=8", "--set", "eval_every=15", "--set", "log_every=5", "--set", "bleu_examples=16",
-    "--set", "optim.learning_rate=5e-3", "--set", "optim.warmup_steps=5", "--quiet",
-]  # fmt: skip
 
 
 @pytest.mark.slow

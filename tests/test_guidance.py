@@ -3,14 +3,16 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY as TINY_RUN
 
 from gradtune.cli.main import main
 from gradtune.core import OPTIMIZERS, optimizer_def
 from gradtune.errors import ConfigError
 from gradtune.train.config import load_config
-from gradtune.train.guidance import build_trainer, guided_names, parse_spec_overrides
+from gradtune.train.guidance import build_trainer
 from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.logbook import read_metrics
+from gradtune.train.resolve import guided_names, parse_spec_overrides
 
 
 def _loss(*args):
@@ -74,9 +76,10 @@ def test_spec_overrides_set_activation_steepness_and_meta_step():
         (["specs=learning_rate:sigmoid,top=3"], "cannot read 'top=3'"),
         (["specs=learning_rate:tanh"], "unknown activation"),
         (["guided=label_smoothing", "label_smoothing=0"], "outside the range"),
-        (["meta_optimizer=nosuch"], "optax has no optimizer 'nosuch'"),
-        (["guide_batch=sometimes"], "fixed, cycle, epoch, train"),
-        (["optimizer=adamax"], "unknown optimizer 'adamax'"),
+        (["meta_optimizer=nosuch"], "guidance.meta_optimizer is 'nosuch': optax has no such optimizer"),
+        (["meta_optimizer=chain"], "guidance.meta_optimizer is 'chain'"),
+        (["guide_batch=sometimes"], "guidance.guide_batch is 'sometimes'.*auto, fixed, cycle, epoch, train"),
+        (["optimizer=adamax"], "optim.optimizer is 'adamax'; it must be one of sgd, momentum"),
     ],
 )
 def test_bad_guidance_settings_are_clear_errors(overrides, message):
@@ -113,11 +116,8 @@ def test_guide_batch_policies_are_deterministic_functions_of_epoch_and_count():
     assert GuideBatches("train", pairs, 4, 8, 0)(3, 1, train_batch) is train_batch
 
 
-TINY = [
-    "--set", "vocab_size=300", "--set", "d_model=32", "--set", "num_heads=2", "--set", "mlp_dim=64",
-    "--set", "encoder_layers=1", "--set", "decoder_layers=1", "--set", "row_len=32", "--set", "batch_rows=8",
-    "--set", "guide_rows=8", "--set", "eval_every=100", "--set", "log_every=4", "--set", "bleu_examples=4", "--quiet",
-]  # fmt: skip
+TINY = [*TINY_RUN, "--set", "optim.learning_rate=2e-3", "--set", "optim.warmup_steps=100",
+        "--set", "eval_every=100", "--set", "log_every=4", "--set", "bleu_examples=4"]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import TINY
 
 from gradtune.cli.main import main
 from gradtune.train import loop
@@ -19,10 +20,8 @@ from gradtune.train.logbook import read_metrics
 from gradtune.train.setup import load_run
 
 RUN = [
-    "--steps", "12", "--quiet",
-    "--set", "vocab_size=300", "--set", "d_model=32", "--set", "num_heads=2", "--set", "mlp_dim=64",
-    "--set", "encoder_layers=1", "--set", "decoder_layers=1", "--set", "row_len=32", "--set", "batch_rows=8",
-    "--set", "guide_rows=8", "--set", "eval_every=6", "--set", "log_every=4", "--set", "checkpoint_every=2",
+    "--steps", "12", *TINY, "--set", "optim.learning_rate=2e-3",
+    "--set", "eval_every=6", "--set", "log_every=4", "--set", "checkpoint_every=2",
     "--set", "bleu_examples=8", "--set", "keep_checkpoints=20",
     "--set", "guided=learning_rate,b1,label_smoothing", "--set", "guide_every=2", "--set", "guide_batch=cycle",
     "--set", "reset_every=9", "--set", "meta_learning_rate=0.02", "--set", "optim.warmup_steps=3",

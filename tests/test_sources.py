@@ -188,4 +188,4 @@ def test_a_vocabulary_too_large_for_the_data_stops_training_with_one_line(tmp_pa
     assert main(["train", "--steps", "1", *args]) == 1
     err = capsys.readouterr().err.splitlines()[-1]
     assert re.fullmatch(r"gradtune: error: data\.vocab_size 20000 is larger than the training data allows .*", err)
-    assert not any(run.iterdir())  # nothing half-written
+    assert not run.exists()  # nothing half-written

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_end_to_end import TINY
+from conftest import TINY
 
 from gradtune.cli.main import main
 from gradtune.train import evaluate

@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from gradtune.cli.common import add_command
 from gradtune.errors import GradtuneError
 
 EPILOG = """\
@@ -20,18 +21,13 @@ examples:
 """
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Register ``filter`` among the ``gradtune`` subcommands."""
-    parser = commands.add_parser(
-        "filter",
-        help="write the best-weighted fraction of a run's training data (source<TAB>target) to stdout",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = add_command(
+        commands, "filter", run, "write the best-weighted fraction of a run's training data (source<TAB>target)", EPILOG
     )
     parser.add_argument("--run", required=True, metavar="DIR", help="a run that guided data weights")
     parser.add_argument("--keep", type=float, default=0.8, help="fraction of examples to keep, 0 < keep ≤ 1")
     parser.add_argument("--with-weights", action="store_true", help="a third column with each kept weight")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

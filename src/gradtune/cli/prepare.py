@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from gradtune.cli.common import add_command, add_config_arguments, load
 from gradtune.data.corpora import Example
 
 EPILOG = """\
@@ -26,23 +27,15 @@ examples:
 """
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Register ``prepare`` among the ``gradtune`` subcommands."""
-    prepare = commands.add_parser(
-        "prepare",
-        help="load, clean and split corpora into train/guide/dev/test and report each step",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def register(commands: argparse._SubParsersAction) -> None:
+    prepare = add_command(
+        commands, "prepare", run, "load, clean and split corpora into train/guide/dev/test and report each step", EPILOG
     )
     prepare.add_argument("corpus", nargs="?", help="the sources (default: data.corpus of the config, lt-en)")
     prepare.add_argument("--guide", metavar="SOURCES", help="the guide split from these sources (data.guide_corpus)")
     prepare.add_argument("--strict", action="store_true", help="a line that is not UTF-8 is an error, not skipped")
-    prepare.add_argument("--config", help="a JSON or TOML config file (its data section is used)")
-    prepare.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)"
-    )
+    add_config_arguments(prepare, "a TOML or JSON config file (its data section is used)")
     prepare.add_argument("--out", help="write train/guide/dev/test.tsv and report.json into this folder")
-    prepare.set_defaults(func=run)
 
 
 def split_tsv(examples: list[Example]) -> str:
@@ -64,17 +57,16 @@ def write_all(out: Path, files: dict[str, str]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Prepare the sources of the config (the arguments override it); print the report; write ``--out``."""
     from gradtune.data.prepare import format_report
-    from gradtune.train.config import load_config
     from gradtune.train.inputs import load_splits
 
-    overrides = list(args.set)
+    overrides = []
     if args.corpus:
         overrides.append(f"data.corpus={args.corpus}")
     if args.guide:
         overrides.append(f"data.guide_corpus={args.guide}")
     if args.strict:
         overrides.append("data.strict=true")
-    prepared = load_splits(load_config(args.config, overrides).data)
+    prepared = load_splits(load(args, overrides).data)
     print(format_report(prepared.report))
     if args.out:
         files = {f"{name}.tsv": split_tsv(examples) for name, examples in prepared.splits.items()}

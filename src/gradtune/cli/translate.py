@@ -1,14 +1,13 @@
-"""``gradtune translate`` and ``gradtune evaluate``: a trained run's translations, and their BLEU and chrF."""
+"""``gradtune translate``: a trained run's translations of source lines (a file or stdin)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
+from gradtune.cli.common import add_command
 from gradtune.errors import GradtuneError
-from gradtune.files import write_json
 
 EPILOG_TRANSLATE = """\
 examples:
@@ -17,45 +16,15 @@ examples:
   gradtune translate --run DIR --checkpoint best sources.lt
 """
 
-EPILOG_EVALUATE = """\
-examples:
-  gradtune evaluate --run runs/lt-en-guided-20250101-120000            # test split, beam 4
-  gradtune evaluate --run DIR --split dev --beam 1
-  gradtune evaluate --run DIR --src news.lt --ref news.en
 
-The split is recomputed from the run's config.json, exactly as training made it. Scores go
-to stdout with their sacreBLEU signatures, and to DIR/eval-SPLIT-beamK.json.
-"""
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = add_command(commands, "translate", run, "translate source lines (a file or stdin) with a trained run",
+                         EPILOG_TRANSLATE)  # fmt: skip
+    decoding_arguments(parser)
+    parser.add_argument("file", nargs="?", help="source sentences, one per line (default: stdin)")
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Register ``translate`` and ``evaluate`` with the ``gradtune`` parser's subcommands."""
-    translate = commands.add_parser(
-        "translate",
-        help="translate source lines (a file or stdin) with a trained run",
-        epilog=EPILOG_TRANSLATE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _decoding_arguments(translate)
-    translate.add_argument("file", nargs="?", help="source sentences, one per line (default: stdin)")
-    translate.set_defaults(func=_translate)
-
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="BLEU and chrF (sacreBLEU) of a trained run on its test or dev split, or on given files",
-        epilog=EPILOG_EVALUATE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _decoding_arguments(evaluate)
-    evaluate.add_argument("--split", choices=("test", "dev"), help="the run's own split (default test)")
-    evaluate.add_argument(
-        "--src", metavar="FILE", help="source sentences, one per line (with --ref, instead of --split)"
-    )
-    evaluate.add_argument("--ref", metavar="FILE", help="reference translations, one per line, as many as --src")
-    evaluate.set_defaults(func=_evaluate)
-
-
-def _decoding_arguments(parser: argparse.ArgumentParser) -> None:
+def decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR", help="a run directory that `gradtune train` wrote")
     parser.add_argument(
         "--checkpoint",
@@ -70,7 +39,7 @@ def _decoding_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_lines(path: str) -> list[str]:
+def read_lines(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
             return [line.rstrip("\n") for line in f]
@@ -80,7 +49,7 @@ def _read_lines(path: str) -> list[str]:
         raise GradtuneError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def _load(args: argparse.Namespace):
+def load_checkpoint(args: argparse.Namespace):
     """The run's config, tokenizer, graphdef and state at the asked checkpoint, arguments checked first."""
     from gradtune.train.setup import load_run
 
@@ -91,15 +60,17 @@ def _load(args: argparse.Namespace):
     return load_run(Path(args.run), args.checkpoint)
 
 
-def _translate(args: argparse.Namespace) -> int:
-    cfg, tokenizer, graphdef, state = _load(args)
-    sources = _read_lines(args.file) if args.file else [line.rstrip("\n") for line in sys.stdin]
-    translations = _decode(args, cfg, tokenizer, graphdef, state, sources, progress=args.file is not None)
+def run(args: argparse.Namespace) -> int:
+    sources = read_lines(args.file) if args.file else None  # a bad file fails before the model loads
+    cfg, tokenizer, graphdef, state = load_checkpoint(args)
+    if sources is None:
+        sources = [line.rstrip("\n") for line in sys.stdin]
+    translations = decode(args, cfg, tokenizer, graphdef, state, sources, progress=args.file is not None)
     sys.stdout.writelines(f"{line}\n" for line in translations)
     return 0
 
 
-def _decode(args: argparse.Namespace, cfg, tokenizer, graphdef, state, sources: list[str], progress: bool) -> list[str]:
+def decode(args: argparse.Namespace, cfg, tokenizer, graphdef, state, sources: list[str], progress: bool) -> list[str]:
     """Translations of ``sources`` with the decoding options of the command line."""
     from gradtune.train.evaluate import translate
 
@@ -114,50 +85,3 @@ def _decode(args: argparse.Namespace, cfg, tokenizer, graphdef, state, sources: 
         batch_size=args.batch_size,
         progress=progress,
     )
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from gradtune.train.evaluate import scores_and_signatures
-    from gradtune.train.inputs import load_splits
-
-    if (args.src is None) != (args.ref is None):
-        raise GradtuneError("--src and --ref go together: give both files, or neither (and --split)")
-    if args.src and args.split:
-        raise GradtuneError("give either --split or --src/--ref, not both")
-    cfg, tokenizer, graphdef, state = _load(args)
-    if args.src:
-        name, sources, references = Path(args.src).stem, _read_lines(args.src), _read_lines(args.ref)
-        if len(sources) != len(references):
-            raise GradtuneError(f"{args.src} has {len(sources)} lines but {args.ref} has {len(references)}")
-    else:
-        name = args.split or "test"
-        examples = load_splits(cfg.data).splits[name]
-        sources, references = [e.source for e in examples], [e.target for e in examples]
-
-    start = time.time()
-    hypotheses = _decode(args, cfg, tokenizer, graphdef, state, sources, progress=True)
-    seconds = time.time() - start
-    scores = scores_and_signatures(hypotheses, references)
-    result = {
-        "data": name,
-        "sentences": len(sources),
-        "checkpoint": args.checkpoint,
-        "step": int(state.step),
-        "beam_size": args.beam,
-        "length_penalty": args.alpha,
-        "bleu": scores["bleu"][0],
-        "chrf": scores["chrf"][0],
-        "bleu_signature": scores["bleu"][1],
-        "chrf_signature": scores["chrf"][1],
-        "seconds": seconds,
-        "sentences_per_second": len(sources) / max(seconds, 1e-9),
-    }
-    checkpoint = "" if args.checkpoint == "last" else f"-{args.checkpoint}"
-    path = Path(args.run) / f"eval-{name}-beam{args.beam}{checkpoint}.json"
-    write_json(path, result, indent=2)
-
-    print(f"{name}: {len(sources)} sentences, beam {args.beam}, alpha {args.alpha}, step {result['step']}")
-    print(f"BLEU  {result['bleu']:.2f}   {result['bleu_signature']}")
-    print(f"chrF  {result['chrf']:.2f}   {result['chrf_signature']}")
-    print(f"wrote {path}")
-    return 0

@@ -9,8 +9,10 @@ skipped and counted, or with ``strict`` an error naming the file and line.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import lzma
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -55,8 +57,11 @@ def _open_binary(path: Path | str, raw: IO[bytes] | None = None) -> IO[bytes]:
 
 
 def _decoded(raw_lines: Iterable[bytes], name: str, strict: bool) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) per line; text is None for a line that is not UTF-8 (unless strict)."""
+    """(line number, text) per line; text is None for a line that is not UTF-8 (unless strict).
+    A UTF-8 byte-order mark at the start of the file is not text: it is dropped."""
     for number, raw in enumerate(raw_lines, 1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
         try:
             yield number, raw.decode("utf-8").rstrip("\n").rstrip("\r")
         except UnicodeDecodeError as e:
@@ -68,7 +73,24 @@ def _decoded(raw_lines: Iterable[bytes], name: str, strict: bool) -> Iterator[tu
             yield number, None
 
 
+def _read_lines(path: Path, name: str, strict: bool) -> list[tuple[int, str | None]]:
+    """Every decoded line of a plain, ``.gz`` or ``.xz`` file; a damaged or truncated
+    compressed file is one error naming it."""
+    try:
+        with _open_binary(path) as f:
+            return list(_decoded(f, name, strict))
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
+        detail = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        kind = "a gzip" if name.endswith(".gz") else "an xz" if name.endswith(".xz") else "a text"
+        raise DataError(
+            f"{name}: unreadable as {kind} file ({detail}); it may be damaged or truncated: fetch or "
+            "write it again, or give it uncompressed"
+        ) from e
+
+
 def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, not a corpus file; give a TSV file or SOURCE+TARGET text files")
     if not path.is_file():
         raise DataError(
             f"{path}: no such corpus file; give an embedded name ({', '.join(EMBEDDED)}), a hub name "
@@ -103,8 +125,7 @@ def read_tsv(path: Path | str, strict: bool = False, corpus: int = 0) -> Corpus:
     """A TSV corpus (``source<TAB>target[<TAB>group]`` per line)."""
     path = Path(path)
     _check_file(path)
-    with _open_binary(path) as f:
-        numbered = list(_decoded(f, str(path), strict))
+    numbered = _read_lines(path, str(path), strict)
     valid = [(n, text) for n, text in numbered if text is not None]
     return _finish(str(path), parse_tsv(valid, str(path), corpus), len(numbered), len(numbered) - len(valid))
 
@@ -115,10 +136,8 @@ def read_text_pair(source_path: Path | str, target_path: Path | str, strict: boo
     name = f"{source_path}+{target_path}"
     _check_file(source_path)
     _check_file(target_path)
-    with _open_binary(source_path) as f:
-        sources = list(_decoded(f, str(source_path), strict))
-    with _open_binary(target_path) as f:
-        targets = list(_decoded(f, str(target_path), strict))
+    sources = _read_lines(source_path, str(source_path), strict)
+    targets = _read_lines(target_path, str(target_path), strict)
     if len(sources) != len(targets):
         raise DataError(
             f"{name}: {len(sources)} source lines but {len(targets)} target lines; the files must be "

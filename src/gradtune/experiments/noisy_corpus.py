@@ -29,51 +29,16 @@ from scipy.stats import mannwhitneyu
 from gradtune.data.batching import Encoded, batch_shapes, encode_pairs, pack, visit_counts
 from gradtune.data.corpora import Example
 from gradtune.data.prepare import Prepared
+from gradtune.files import write_json
 from gradtune.seq2seq.loss import token_losses
-from gradtune.train.checkpoint import write_json
-from gradtune.train.config import Config, apply_overrides
+from gradtune.train.config import Config, to_dict
 from gradtune.train.data_weights import EXAMPLE_WEIGHTS, read_example_weights
 from gradtune.train.inputs import load_splits
 from gradtune.train.logbook import read_metrics
 from gradtune.train.loop import train
 from gradtune.train.setup import load_run
 
-# The experiment's settings; any can be overridden (``--set``). ``quick`` is the test's.
-SETTINGS = {
-    "data.corpus": "es-en",
-    "data.max_tokens": 15,  # sentence-length verses: at most 15 words a side
-    "data.vocab_size": 2000,
-    "data.row_len": 32,
-    "data.batch_rows": 32,
-    "data.guide_rows": 32,
-    "guidance.guided": "corpus_weights,example_weights",
-    "guidance.specs": "example_weights:exp,meta_lr=10",
-    "guidance.meta_learning_rate": 1e-2,
-    "optim.learning_rate": 3e-3,
-    "optim.label_smoothing": 0.0,
-    "guidance.warmup_steps": 1000,  # per-example hypergradients say little until the model translates
-    "train.steps": 2500,
-    "train.eval_every": 500,
-    "train.checkpoint_every": 500,
-    "train.bleu_examples": 100,
-}
-QUICK = {
-    "data.max_tokens": 10,
-    "data.min_guide": 200,
-    "data.vocab_size": 1000,
-    "model.d_model": 64,
-    "model.num_heads": 2,
-    "model.mlp_dim": 256,
-    "model.encoder_layers": 1,
-    "model.decoder_layers": 1,
-    "optim.learning_rate": 5e-3,
-    "guidance.warmup_steps": 400,
-    "train.steps": 1000,
-    "train.eval_every": 1000,
-    "train.checkpoint_every": 1000,
-    "train.bleu_examples": 16,
-    "train.log_every": 100,
-}
+CONFIG = "noisy_corpus"  # configs/noisy_corpus.toml, with its quick overlay for the tests
 
 
 @dataclass(frozen=True)
@@ -136,10 +101,10 @@ def total_weights(run_dir: Path) -> np.ndarray | None:
     return np.array([weight for _, weight, _, _ in read_example_weights(run_dir)])
 
 
-def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progress: bool = True) -> dict:
-    """Train the noisy-corpus run into ``run_dir`` and write ``noisy_corpus.json``; returns the report."""
+def run(run_dir: Path, cfg: Config, progress: bool = True) -> dict:
+    """Train the noisy-corpus run of ``cfg`` (``configs/noisy_corpus.toml``) into ``run_dir``
+    and write ``noisy_corpus.json``; returns the report."""
     start = time.time()
-    cfg = apply_overrides(Config(), {**SETTINGS, **(QUICK if quick else {}), **(overrides or {})})
     data = noisy_data(cfg)
     summary = train(cfg, run_dir, progress=progress, prepared=data.prepared)
 
@@ -188,7 +153,7 @@ def run(run_dir: Path, overrides: dict | None = None, quick: bool = False, progr
         "dev_bleu": summary.get("dev_bleu"),
         "seconds": time.time() - start,
         "train_seconds": summary["train_seconds"],
-        "settings": {**SETTINGS, **(QUICK if quick else {}), **(overrides or {})},
+        "config": to_dict(cfg),
     }
     write_json(run_dir / "noisy_corpus.json", report)
     return report

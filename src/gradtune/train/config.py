@@ -120,6 +120,21 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+# The experiment and run configs of a source checkout (the way README installs gradtune).
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def config_file(name: str | Path) -> Path:
+    """The config file ``name``: a path, or the name of a file in ``configs/`` (``.toml`` implied)."""
+    path = Path(name)
+    if path.exists() or path.parent != Path("."):
+        return path
+    for candidate in (CONFIGS / path, CONFIGS / f"{path}.toml"):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 def _leaves(obj: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
     """Dotted path → (section object, field) for every leaf of the tree."""
     out = {}
@@ -214,9 +229,14 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 def read_config_file(path: str | Path, overlay: str | None = None) -> dict[str, Any]:
     """The flat ``key → value`` settings of a JSON or TOML file, with overlay ``overlay``
     (its ``[overlays.NAME]`` table) laid over them."""
-    path = Path(path)
+    path = config_file(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file" + ("" if not path.exists() else " (it is a directory)"))
+        names = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.toml"))) or "none"
+        raise ConfigError(
+            f"{path}: "
+            + ("a directory, not a config file" if path.exists() else "no such config file")
+            + f"; give a TOML or JSON file, or the name of one in configs/ ({names})"
+        )
     try:
         text = path.read_text(encoding="utf-8")
         tree = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)

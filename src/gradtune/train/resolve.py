@@ -24,6 +24,7 @@ import optax
 from gradtune.core import OPTIMIZERS, Activation, parse_schedule
 from gradtune.core.data_weights import NAMES as DATA_WEIGHTS
 from gradtune.core.defaults import default_activation
+from gradtune.data.hub import hub_config
 from gradtune.data.sources import parse_sources
 from gradtune.errors import ConfigError, GradtuneError
 from gradtune.seq2seq.model import PRESETS
@@ -70,7 +71,9 @@ def _check_data(cfg: Config) -> None:
         spec = getattr(d, key)
         if key == "corpus" or spec:
             try:
-                parse_sources(spec)
+                for source in parse_sources(spec):
+                    if source.kind == "hub":
+                        hub_config(*source.location)
             except GradtuneError as e:
                 raise ConfigError(f"data.{key}: {e}") from e
     _at_least(d, "data", 0, "min_tokens", "max_tokens", "max_length_ratio", "batch_tokens", "min_guide")
@@ -247,7 +250,7 @@ def meta_factory(name: str) -> Callable[..., optax.GradientTransformation]:
         raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax has no such optimizer; e.g. adam, sgd, rmsprop")
     try:
         transformation = factory(1e-3)
-    except TypeError as e:
+    except Exception as e:  # anything but an optimizer factory fails in its own way (TypeError, AttributeError…)
         raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax.{name} does not take a learning rate") from e
     if not isinstance(transformation, optax.GradientTransformation):
         raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax.{name} is not an optimizer; e.g. adam, sgd")
