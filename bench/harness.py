@@ -12,24 +12,19 @@ import itertools
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 
 from gradtune.data.batching import Batch, training_batches
 from gradtune.train.config import Config
-from gradtune.train.inputs import prepare_data
+from gradtune.train.inputs import load_data
 
 
 def encoded_corpus(cfg: Config) -> dict:
-    """The run's encoded splits (embedded lt-en by default), its tokenizer trained in a
-    temporary run directory exactly as a run trains it."""
-    with tempfile.TemporaryDirectory() as run_dir:
-        _, _, encoded, _ = prepare_data(cfg, Path(run_dir))
-    return encoded
+    """The run's encoded splits (embedded lt-en by default), its tokenizer trained exactly as a run trains it."""
+    return load_data(cfg).encoded
 
 
 def packed_batches(examples, rows: int, row_len: int, count: int, seed: int = 0, tags=None) -> list[Batch]:

@@ -20,7 +20,7 @@ from gradtune.data.batching import batch_shapes, training_batches
 from gradtune.data.corpora import load_embedded
 from gradtune.train import loop
 from gradtune.train.config import load_config
-from gradtune.train.inputs import prepare_data
+from gradtune.train.inputs import load_data
 
 
 def _counting_jit(counts: dict, jitted: dict):
@@ -61,7 +61,7 @@ def test_plain_and_guided_steps_compile_once_each(tmp_path, monkeypatch):
     loop.train(cfg, tmp_path / "run", progress=False)
 
     # The run's batch order, replayed: it crossed an epoch whose last batch was partial.
-    _, _, encoded, _ = prepare_data(cfg, tmp_path / "run")
+    encoded = load_data(cfg).encoded
     first_epoch = []
     for after, batch in training_batches(encoded["train"], batch_shapes(32, 8), cfg.train.seed):
         first_epoch.append(int((batch["tgt_seg"] > 0).any(axis=1).sum()))

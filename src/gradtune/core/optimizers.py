@@ -68,19 +68,34 @@ def _rmsprop(learning_rate, decay, eps, momentum):
     return optax.rmsprop(learning_rate, decay=decay, eps=eps, momentum=momentum)
 
 
+def _prodigy(learning_rate):
+    # With a warm-up in the schedule, the authors advise the safeguard (Mishchenko & Defazio, 2023).
+    return optax.contrib.prodigy(learning_rate, safeguard_warmup=True)
+
+
+def _schedule_free_adamw(learning_rate, warmup_steps):
+    return optax.contrib.schedule_free_adamw(learning_rate, warmup_steps=warmup_steps or None)
+
+
+def _dog(learning_rate):
+    return optax.contrib.dog(learning_rate)
+
+
 @dataclass(frozen=True)
 class OptimizerDef:
     factory: Callable[..., optax.GradientTransformation]
     defaults: Mapping[str, float]  # every numeric hyper-parameter but the learning rate
+    static_args: tuple[str, ...] = ()  # non-numeric arguments of the factory (not injected)
+    guidable_values: bool = True  # False: held only (learning-rate-free optimizers)
 
     @property
     def guidable(self) -> tuple[str, ...]:
-        return ("learning_rate", *self.defaults)
+        return ("learning_rate", *self.defaults) if self.guidable_values else ()
 
 
 OPTIMIZERS: dict[str, OptimizerDef] = {
     "sgd": OptimizerDef(_sgd, {}),
-    "momentum": OptimizerDef(_momentum, {"momentum": 0.9}),
+    "momentum": OptimizerDef(_momentum, {"momentum": 0.9}, static_args=("nesterov",)),
     "adam": OptimizerDef(_adam, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 1e-4}),
     "adamw": OptimizerDef(_adamw, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 1e-4}),
     "lamb": OptimizerDef(_lamb, {"b1": 0.9, "b2": 0.98, "eps": 1e-9, "weight_decay": 1e-4}),
@@ -90,10 +105,33 @@ OPTIMIZERS: dict[str, OptimizerDef] = {
 }
 
 
+# Learning-rate-free optimizers from ``optax.contrib``, the alternatives to tuning a learning
+# rate: trained with their values held (nothing of theirs is guided), for comparison. Their
+# ``learning_rate`` is the multiplier their authors leave at 1 (schedule-free AdamW: a plain
+# learning rate, with its own warm-up).
+#   Prodigy: Mishchenko & Defazio, 2023, https://arxiv.org/abs/2306.06101
+#   Schedule-free AdamW: Defazio et al., 2024, https://arxiv.org/abs/2405.15682
+#   DoG: Ivgi, Hinder & Carmon, 2023, https://arxiv.org/abs/2302.12022
+LR_FREE: dict[str, OptimizerDef] = {
+    "prodigy": OptimizerDef(_prodigy, {}, guidable_values=False),
+    "schedule_free_adamw": OptimizerDef(_schedule_free_adamw, {}, static_args=("warmup_steps",), guidable_values=False),
+    "dog": OptimizerDef(_dog, {}, guidable_values=False),
+}
+ALL_OPTIMIZERS = {**OPTIMIZERS, **LR_FREE}
+
+
 def optimizer_def(name: str) -> OptimizerDef:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name]
+    if name not in ALL_OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(ALL_OPTIMIZERS)}")
+    return ALL_OPTIMIZERS[name]
+
+
+def evaluation_params(name: str, opt_state: Any, params: Any) -> Any:
+    """The parameters to evaluate a model at: ``params``, except for schedule-free AdamW,
+    whose evaluation sequence x differs from the iterate y its gradients are taken at."""
+    if name == "schedule_free_adamw":
+        return optax.contrib.schedule_free_eval_params(opt_state.inner_state, params)
+    return params
 
 
 def make_optimizer(name: str, hyperparams: Mapping[str, float], **static: Any) -> optax.GradientTransformation:
@@ -107,13 +145,14 @@ def make_optimizer(name: str, hyperparams: Mapping[str, float], **static: Any) -
     """
     definition = optimizer_def(name)
     values = {"learning_rate": 0.0, **definition.defaults, **hyperparams}
-    unknown = set(values) - set(definition.guidable)
+    unknown = set(values) - {"learning_rate", *definition.defaults}
     if unknown:
         raise ValueError(
             f"optimizer {name!r} has no hyper-parameter {', '.join(sorted(unknown))}; "
-            f"it has {', '.join(definition.guidable)}"
+            f"it has {', '.join(['learning_rate', *definition.defaults])}"
         )
-    return optax.inject_hyperparams(definition.factory)(**values, **static)
+    inject = optax.inject_hyperparams(definition.factory, static_args=definition.static_args)
+    return inject(**values, **static)
 
 
 def with_hyperparams(opt_state: Any, values: Mapping[str, jax.Array]) -> Any:

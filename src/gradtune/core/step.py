@@ -76,7 +76,9 @@ class GuidedTrainer:
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
-            opt_state=self.optimizer.init(params),
+            # a copy: some optimizers keep the initial parameters in their state (Prodigy, DoG),
+            # and the jitted steps donate the state, which may not hold one buffer twice
+            opt_state=jax.tree.map(jnp.copy, self.optimizer.init(params)),
             raw=raw,
             meta_state=self.meta_optimizer.init(raw),
         )

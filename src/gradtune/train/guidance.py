@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import optax
 
-from gradtune.core import GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer, parse_schedule
+from gradtune.core import GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer, optimizer_def, parse_schedule
 from gradtune.core.data_weights import KINDS, NAMES, data_weight_spec, weight_name
 from gradtune.errors import ConfigError
 from gradtune.seq2seq.objectives import make_rows_present
@@ -62,7 +62,7 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
     optim = cfg.optim
     fixed = initial_values(cfg)
     hyperparams = {k: v for k, v in fixed.items() if k not in ("learning_rate", "label_smoothing")}
-    static = {"nesterov": optim.nesterov} if optim.optimizer == "momentum" else {}
+    static = {name: getattr(optim, name) for name in optimizer_def(optim.optimizer).static_args}
     optimizer = make_optimizer(optim.optimizer, hyperparams, **static)
     schedule = parse_schedule(optim.schedule, optim.learning_rate, optim.warmup_steps, cfg.train.steps)
 

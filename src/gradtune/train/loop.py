@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -13,11 +14,13 @@ import numpy as np
 from tqdm import tqdm
 
 from gradtune.core.data_weights import KINDS, weight_name
+from gradtune.core.optimizers import evaluation_params
 from gradtune.data.batching import BatchStream, StreamState, batch_shapes, check_fit, pack
 from gradtune.files import write_json
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
 from gradtune.train.checkpoint import save_checkpoint, update_best
+from gradtune.train.compute import ComputeMeter
 from gradtune.train.config import Config, to_dict
 from gradtune.train.data_weights import write_weights
 from gradtune.train.guide_batches import GuideBatches
@@ -30,12 +33,21 @@ from gradtune.train.setup import build_state
 from gradtune.train.signals import stop_requests
 
 
-def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = False, prepared=None) -> dict:
+def train(
+    cfg: Config,
+    run_dir: Path,
+    progress: bool = True,
+    resume: bool = False,
+    prepared=None,
+    on_eval: Callable[[int, dict, dict], None] | None = None,
+) -> dict:
     """Train, evaluate and write every artefact into ``run_dir``; returns the summary.
 
     With ``resume``, continue from the newest complete checkpoint in ``run_dir``: the run
     then ends exactly as it would have without the interruption. ``prepared``: the run's
     splits, made by the caller (``data.Prepared``), instead of from ``cfg.data``.
+    ``on_eval(step, scores, compute)``: called after each evaluation (and its checkpoint),
+    with the compute so far; an exception it raises ends the run there (a sweep's pruning).
     """
     start = time.time()
     cfg = resolve(cfg)
@@ -83,10 +95,11 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
         return bool(guidance) and step >= g.warmup_steps and (step - g.warmup_steps) % g.guide_every == 0
 
     def run_eval() -> dict[str, float]:
-        dev = evaluate.loss_and_accuracy(eval_counts, state.params, dev_batches)
+        params = evaluation_params(cfg.optim.optimizer, state.opt_state, state.params)
+        dev = evaluate.loss_and_accuracy(eval_counts, params, dev_batches)
         sources = [e.source for e in bleu_dev]
         hyps = evaluate.translate(
-            tokenizer, graphdef, state.params, sources, d.row_len, beam_size=t.beam_size, alpha=t.length_penalty
+            tokenizer, graphdef, params, sources, d.row_len, beam_size=t.beam_size, alpha=t.length_penalty
         )
         scores = evaluate.bleu_chrf(hyps, [e.target for e in bleu_dev])
         return {
@@ -109,6 +122,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
     stack.callback(train_stream.close)
     stop = stack.enter_context(stop_requests())
     pending: list[tuple[int, dict]] = []
+    compute = ComputeMeter()  # this process's steps and their flops (a resumed run: since the resume)
     intervals: list[tuple[float, float]] = []  # (tokens, seconds) per log interval; the first compiles
     guided_count = sum(map(is_guided, range(first_step)))
     position, scores, nonfinite_run = tuple(host["data"]), host["scores"], 0
@@ -122,9 +136,12 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
             if guidance and g.reset_every and step and step % g.reset_every == 0:
                 state = trainer.reset(state)
             if is_guided(step):
-                state, metrics, aux = guided_step(state, batch, guide_batch(epoch, guided_count, batch))
+                guide = guide_batch(epoch, guided_count, batch)
+                compute.count("guided", guided_step, state, batch, guide)
+                state, metrics, aux = guided_step(state, batch, guide)
                 guided_count += 1
             else:
+                compute.count("plain", plain_step, state, batch)
                 state, metrics, aux = plain_step(state, batch)
             pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
             # An interruption only checkpoints: evaluating there would log scores that an
@@ -156,6 +173,8 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
             if saving:
                 checkpoint(step + 1, scores if evaluating else {})
                 interval_start = time.time()
+            if evaluating and on_eval is not None:
+                on_eval(step + 1, scores, {**compute.summary(), "train_seconds": time.time() - train_start})
             if stop.signal is not None:
                 break
     bar.close()
@@ -189,6 +208,7 @@ def train(cfg: Config, run_dir: Path, progress: bool = True, resume: bool = Fals
         guide_pairs=len(splits["guide"]),
         dev_pairs=len(splits["dev"]),
         tokens_per_second=tokens_per_second(intervals),
+        compute=compute.summary(),
         train_seconds=train_time,
         total_seconds=time.time() - start,
     )

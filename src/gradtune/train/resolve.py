@@ -24,6 +24,7 @@ import optax
 from gradtune.core import OPTIMIZERS, Activation, parse_schedule
 from gradtune.core.data_weights import NAMES as DATA_WEIGHTS
 from gradtune.core.defaults import default_activation
+from gradtune.core.optimizers import ALL_OPTIMIZERS
 from gradtune.data.hub import hub_config
 from gradtune.data.sources import parse_sources
 from gradtune.errors import ConfigError, GradtuneError
@@ -138,11 +139,11 @@ def _schedule(key: str, spec: str, base: float, warmup: int, steps: int) -> None
 
 def _resolve_optim(cfg: Config) -> None:
     o = cfg.optim
-    _choice("optim.optimizer", o.optimizer, list(OPTIMIZERS))
+    _choice("optim.optimizer", o.optimizer, list(ALL_OPTIMIZERS))
     _require(o.learning_rate > 0, "optim.learning_rate", o.learning_rate, "be > 0")
     _at_least(o, "optim", 0, "warmup_steps")
     _schedule("optim.schedule", o.schedule, o.learning_rate, o.warmup_steps, cfg.train.steps)
-    defaults = OPTIMIZERS[o.optimizer].defaults
+    defaults = ALL_OPTIMIZERS[o.optimizer].defaults
     for name in ("b1", "b2", "eps", "weight_decay", "momentum", "decay_rate", "decay"):
         value = getattr(o, name)
         if name not in defaults:
@@ -170,6 +171,8 @@ def _resolve_optim(cfg: Config) -> None:
 
 def guidable_names(optimizer: str) -> tuple[str, ...]:
     """Every value a run with ``optimizer`` can guide: optimizer-side, loss-side, data weights."""
+    if not ALL_OPTIMIZERS[optimizer].guidable_values:
+        return ()
     return (*OPTIMIZERS[optimizer].guidable, *LOSS_VALUES, *DATA_WEIGHTS)
 
 
@@ -180,7 +183,7 @@ def expand_guided(text: str, optimizer: str) -> tuple[str, ...]:
     for item in (s.strip() for s in text.split(",")):
         if item in ("", "none"):
             continue
-        for value in OPTIMIZERS[optimizer].guidable if item == "all" else (item,):
+        for value in ALL_OPTIMIZERS[optimizer].guidable if item == "all" else (item,):
             if value not in allowed:
                 raise ConfigError(
                     f"guidance.guided: optimizer {optimizer} has no guidable value {value!r}; "
@@ -222,7 +225,7 @@ def parse_spec_overrides(text: str) -> dict[str, dict[str, str]]:
 def initial_values(cfg: Config) -> dict[str, float]:
     """The initial (or held) value of every scalar guidable value of a resolved run."""
     o = cfg.optim
-    hyperparams = {name: getattr(o, name) for name in OPTIMIZERS[o.optimizer].defaults}
+    hyperparams = {name: getattr(o, name) for name in ALL_OPTIMIZERS[o.optimizer].defaults}
     return {"learning_rate": cfg.guidance.lr_multiplier, "label_smoothing": o.label_smoothing, **hyperparams}
 
 
@@ -259,6 +262,15 @@ def meta_factory(name: str) -> Callable[..., optax.GradientTransformation]:
 
 def _resolve_guidance(cfg: Config) -> None:
     g = cfg.guidance
+    if not ALL_OPTIMIZERS[cfg.optim.optimizer].guidable_values:
+        _require(
+            not g.enabled,
+            "guidance.enabled",
+            g.enabled,
+            f"be false: optimizer {cfg.optim.optimizer} is learning-rate-free and trains with its values held "
+            "(--no-guidance)",
+        )
+        g.guided = ""  # nothing is guided
     names = expand_guided(g.guided, cfg.optim.optimizer)
     g.guided = ",".join(names)
     _require(g.lr_multiplier > 0, "guidance.lr_multiplier", g.lr_multiplier, "be > 0")

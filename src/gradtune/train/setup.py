@@ -9,6 +9,7 @@ import sentencepiece as spm
 from flax import nnx
 
 from gradtune.core import TrainState
+from gradtune.core.optimizers import evaluation_params
 from gradtune.errors import ConfigError, GradtuneError
 from gradtune.seq2seq.model import ModelConfig, Transformer, preset
 from gradtune.seq2seq.objectives import make_losses
@@ -57,4 +58,11 @@ def load_run(run_dir: Path, which: str = "last"):
     tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / TOKENIZER))
     _, graphdef, _, like = build_state(cfg, tokenizer.vocab_size(), read_counts(run_dir / WEIGHT_COUNTS))
     step = find_checkpoint(run_dir, which)
-    return cfg, tokenizer, graphdef, TrainState(**restore_arrays(run_dir, step, like._asdict()))
+    state = TrainState(**restore_arrays(run_dir, step, like._asdict()))
+    # translate and evaluate use what the run evaluated (schedule-free AdamW: its x sequence)
+    return (
+        cfg,
+        tokenizer,
+        graphdef,
+        state._replace(params=evaluation_params(cfg.optim.optimizer, state.opt_state, state.params)),
+    )
