@@ -120,5 +120,8 @@ def test_bad_input_is_one_clear_line_and_exit_1(run, tmp_path, capsys, args, mes
 
 def test_training_refuses_an_unknown_best_metric_before_writing_anything(tmp_path, capsys):
     assert main(["train", "--run-dir", str(tmp_path / "run"), "--set", "best_metric=bleu"]) == 1
-    assert "train.best_metric is 'bleu'; it must be one of dev_loss, dev_accuracy, dev_bleu, dev_chrf" in capsys.readouterr().err
+    assert (
+        "train.best_metric is 'bleu'; it must be one of dev_loss, dev_accuracy, dev_bleu, dev_chrf"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "run").exists()

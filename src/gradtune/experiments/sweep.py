@@ -28,11 +28,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import tomllib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,8 +308,9 @@ def _slug(text: str) -> str:
 def open_storage(url: str):
     """The Optuna storage of ``url`` with heartbeats (dead workers' trials are redone)."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
         return RDBStorage(
@@ -314,7 +318,7 @@ def open_storage(url: str):
             engine_kwargs=engine,
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
         )
     except Exception as e:  # SQLAlchemy's errors for a bad URL or an unreachable server
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -388,8 +392,9 @@ def finished_trials(study) -> list[dict]:
 class Runner:
     """Runs the trials of one sweep in this process, one at a time."""
 
-    def __init__(self, sweep: Sweep, out: Path, storage, progress: Callable[[str], None] = print):
-        self.sweep, self.out, self.storage, self.say = sweep, out, storage, progress
+    def __init__(self, sweep: Sweep, out: Path, storage, progress: Callable[[str], None] | None = None):
+        self.sweep, self.out, self.storage = sweep, out, storage
+        self.say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
         self.studies = {m: _study(storage, sweep, m) for m in sweep.methods}
         self.start = time.time()
         self.done = 0
@@ -489,7 +494,7 @@ class Runner:
             trial.set_user_attr("overrides", list(overrides))
             run_dir = self.out / "trials" / f"optuna-{trial.number:03d}"
         else:
-            if "point" not in trial.system_attrs.get("fixed_params", {}) and "point" not in trial.params:
+            if "overrides" not in trial.user_attrs:  # queued trials carry their overrides
                 trial.set_user_attr("skipped", True)  # sampled, not queued: another worker took the last point
                 raise optuna.TrialPruned()
             trial.suggest_int("point", 0, 10_000)
@@ -522,6 +527,7 @@ class Runner:
         trial.set_user_attr("compute", summary["compute"])
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("seconds", time.time() - began)
+        trial.set_user_attr("worker", os.getpid())
         for key, value in summary.items():
             if key.endswith("_trajectory"):
                 trial.set_user_attr(key, value)
@@ -530,7 +536,7 @@ class Runner:
 
     def _said(self, method: str, label: str, result: str, seconds: float) -> None:
         self.done += 1
-        finished = sum(len(t) for t in self.all_trials().values())
+        finished = sum(len(t) for t in self.all_trials().values()) + 1  # this one is still running
         per_trial = (time.time() - self.start) / max(self.done, 1)
         left = max(self.total() - finished, 0) * per_trial
         self.say(
@@ -628,7 +634,7 @@ def format_report(report: dict) -> str:
     """The printed table: method, trials, compute, best dev loss and the best trial's BLEU and chrF."""
     lines = [
         f"sweep {report['sweep']}",
-        f"{'method':10s} {'trials':>6s} {'PFLOP':>8s} {'best dev loss':>13s} {'dev BLEU':>8s} "
+        f"{'method':10s} {'trials':>6s} {'TFLOP':>8s} {'best dev loss':>13s} {'dev BLEU':>8s} "
         f"{'test BLEU':>9s} {'test chrF':>9s}  best trial",
     ]
     for method, m in report["methods"].items():
@@ -636,7 +642,7 @@ def format_report(report: dict) -> str:
 
         cells = [format(b[k], f) if b.get(k) is not None else "-" for k, f in SCORE_COLUMNS]
         lines.append(
-            f"{method:10s} {m['trials']:6d} {m['compute_flops'] / 1e15:8.3f} {cells[0]:>13s} {cells[1]:>8s} "
+            f"{method:10s} {m['trials']:6d} {m['compute_flops'] / 1e12:8.3g} {cells[0]:>13s} {cells[1]:>8s} "
             f"{cells[2]:>9s} {cells[3]:>9s}  {b.get('label', '-')}"
         )
     lines.append(f"(test BLEU and chrF: beam {report['beam']}; dev BLEU: greedy on the run's dev subset)")
@@ -681,11 +687,11 @@ def plot_report(report: dict, out: Path) -> list[Path]:
             if r.get("dev_loss") is not None and r["state"] == "complete":
                 best = min(best, r["dev_loss"])
             if math.isfinite(best):
-                xs.append(spent / 1e15)
+                xs.append(spent / 1e12)
                 ys.append(best)
         if xs:
             ax.step(xs, ys, where="post", marker="o", label=method)
-    ax.set_xlabel("cumulative compute (PFLOP, XLA's count of the training steps)")
+    ax.set_xlabel("cumulative compute (TFLOP, XLA's count of the training steps)")
     ax.set_ylabel("best dev loss so far")
     ax.set_title(f"{report['sweep']}: efficiency")
     ax.legend()

@@ -20,6 +20,7 @@ from gradtune.files import write_json
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
 from gradtune.train.checkpoint import save_checkpoint, update_best
+from gradtune.train.compile_cache import enable_compilation_cache
 from gradtune.train.compute import ComputeMeter
 from gradtune.train.config import Config, to_dict
 from gradtune.train.data_weights import write_weights
@@ -50,6 +51,7 @@ def train(
     with the compute so far; an exception it raises ends the run there (a sweep's pruning).
     """
     start = time.time()
+    enable_compilation_cache()
     cfg = resolve(cfg)
     check_run_dir(run_dir, resume)
 
@@ -169,7 +171,8 @@ def train(
             if evaluating:
                 scores = run_eval()
                 log.write(step + 1, scores)
-                bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+                if progress:
+                    bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
             if saving:
                 checkpoint(step + 1, scores if evaluating else {})
                 interval_start = time.time()
