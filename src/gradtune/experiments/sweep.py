@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import os
 import re
@@ -604,11 +605,17 @@ def test_scores(run_dir: str, sentences: int, beam: int) -> dict:
 
 def build_report(sweep: Sweep, trials: dict[str, list[dict]], out: Path) -> dict:
     """``sweep.json``: every trial, each method's best with its test scores, the compute totals."""
+    cache_path = out / "test_scores.json"  # decoding the test split takes a while: once per trial
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     methods = {}
     for method, rows in trials.items():
         best = best_of(rows)
-        if best is not None and best.get("run_dir") and "test_bleu" not in best:
-            best.update(test_scores(best["run_dir"], sweep.test_sentences, sweep.beam))
+        if best is not None and best.get("run_dir"):
+            key = f"{best['run_dir']}|{sweep.test_sentences}|{sweep.beam}"
+            if key not in cache:
+                cache[key] = test_scores(best["run_dir"], sweep.test_sentences, sweep.beam)
+                write_json(cache_path, cache)
+            best.update(cache[key])
         methods[method] = {
             "trials": len(rows),
             "compute_flops": sum(r.get("compute", {}).get("train_flops", 0.0) for r in rows),
