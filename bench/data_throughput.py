@@ -32,6 +32,7 @@ from gradtune.data.prepare import prepare_splits
 from gradtune.data.tokenizer import train_tokenizer
 from gradtune.train.config import Config
 from gradtune.train.setup import build_state
+from gradtune.train.steps import make_steps
 
 BENCH_CORPUS = Path(__file__).resolve().parent.parent / "data" / "bench-de-en.tsv.gz"
 
@@ -60,8 +61,7 @@ def step_seconds(preset: str, vocab_size: int, samples: dict[Shape, Batch], repe
     cfg.model.preset = preset
     cfg.guidance.enabled = False
     _, _, setup, state = build_state(cfg, vocab_size)
-    key = jax.random.key(0)
-    step = jax.jit(lambda s, b: setup.trainer.plain_step(s, b, jax.random.fold_in(key, s.step)), donate_argnums=0)
+    step = make_steps(setup, seed=0).plain  # jitted exactly as a run jits it
     seconds = {}
     for shape, batch in samples.items():
         batch = jax.device_put(batch)

@@ -99,17 +99,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def loop_steps(setup, seed: int = 0):
-    """(plain_step, guided_step) jitted exactly as ``gradtune.train.loop.train`` jits them:
-    the dropout key folded from the step inside the jit, the state donated."""
-    import jax
+    """(plain_step, guided_step) exactly as a run builds them (``gradtune.train.steps``)."""
+    from gradtune.train.steps import make_steps
 
-    trainer, root_key = setup.trainer, jax.random.key(seed)
-
-    def plain(state, batch):
-        return trainer.plain_step(state, batch, jax.random.fold_in(root_key, state.step))
-
-    def guided(state, batch, guide):
-        new_state, metrics, aux = trainer.guided_step(state, batch, guide, jax.random.fold_in(root_key, state.step))
-        return new_state, {**metrics, "meta_learning_rate": setup.meta_schedule(state.step)}, aux
-
-    return jax.jit(plain, donate_argnums=0), jax.jit(guided, donate_argnums=0)
+    return tuple(make_steps(setup, seed))

@@ -44,7 +44,7 @@ def test_tiny_guided_run_writes_every_artefact_and_learns(tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["dev_loss"] == dev[-1]["dev_loss"] and summary["tokens_per_second"] > 0
 
-    _, _, _, state = load_run(run)
+    state = load_run(run).state
     assert int(state.step) == 30
     np.testing.assert_allclose(np.exp(state.raw["learning_rate"]), learned["final"]["learning_rate"], rtol=1e-6)
 
@@ -89,5 +89,5 @@ def test_two_corpora_with_every_data_weight_guided(tmp_path, capsys):
     assert all(f"value/bucket_weights/{i}" in r for r in records for i in range(4))
     lines = (run / "example_weights.tsv").read_text().splitlines()
     assert len(lines) == 1 + json.loads((run / "summary.json").read_text())["train_pairs"]
-    _, _, _, state = load_run(run)  # the example-weight rows restore from weight_counts.json
+    state = load_run(run).state  # the example-weight rows restore from weight_counts.json
     assert state.raw["example_weights"].shape == (len(lines) - 1,)

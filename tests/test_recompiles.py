@@ -1,45 +1,20 @@
 """A run compiles its plain and its guided step once each, whatever happens between steps.
 
-How compilations are counted: ``jax.jit`` is wrapped while the run builds its steps, so
-that for the loop's two step functions (``plain`` and ``guided``) the test keeps
-
-* the number of Python traces (jit runs the Python body only when it traces: a new
-  trace means a new signature — shape, dtype, weak type, pytree structure), and
-* the jitted function's own executable cache (``_cache_size()``): one entry per distinct
-  call signature, shardings and commitment included, each a compilation.
-
-Both must be 1 after a short run that changes everything a run changes between steps:
-guided values moving every guided step and being reset, ``guide_every=2`` (plain steps in
-between), a new guide batch each guided step, a partial last batch of an epoch, a partial
-last log interval, and an evaluation in the middle.
+The run's steps come from ``train.steps.make_steps``; the test keeps the ones it builds and
+asks each jitted function for its executable cache (``_cache_size()``): one entry per
+distinct call signature (shape, dtype, weak type, pytree structure, shardings,
+commitment), each a compilation. Both must be 1 after a short run that changes everything
+a run changes between steps: guided values moving every guided step and being reset,
+``guide_every=2`` (plain steps in between), a new guide batch each guided step, a partial
+last batch of an epoch, a partial last log interval, and an evaluation in the middle.
 """
-
-import jax
 
 from gradtune.data.batching import batch_shapes, training_batches
 from gradtune.data.corpora import load_embedded
 from gradtune.train import loop
 from gradtune.train.config import load_config
 from gradtune.train.inputs import load_data
-
-
-def _counting_jit(counts: dict, jitted: dict):
-    real_jit = jax.jit
-
-    def jit(fun, *args, **kwargs):
-        name = getattr(fun, "__name__", "")
-        if name not in ("plain", "guided"):
-            return real_jit(fun, *args, **kwargs)
-
-        def traced(*a, **k):
-            counts[name] = counts.get(name, 0) + 1
-            return fun(*a, **k)
-
-        traced.__name__ = name
-        jitted[name] = real_jit(traced, *args, **kwargs)
-        return jitted[name]
-
-    return jit
+from gradtune.train.steps import make_steps
 
 
 def test_plain_and_guided_steps_compile_once_each(tmp_path, monkeypatch):
@@ -56,8 +31,8 @@ def test_plain_and_guided_steps_compile_once_each(tmp_path, monkeypatch):
             "guide_batch=cycle", "steps=24", "log_every=5", "eval_every=12", "bleu_examples=2", "optim.warmup_steps=3",
         ],
     )  # fmt: skip
-    counts, jitted = {}, {}
-    monkeypatch.setattr(jax, "jit", _counting_jit(counts, jitted))
+    built = []
+    monkeypatch.setattr(loop, "make_steps", lambda *args: built.append(make_steps(*args)) or built[-1])
     loop.train(cfg, tmp_path / "run", progress=False)
 
     # The run's batch order, replayed: it crossed an epoch whose last batch was partial.
@@ -69,5 +44,5 @@ def test_plain_and_guided_steps_compile_once_each(tmp_path, monkeypatch):
             break
     assert len(first_epoch) < 24, "the run must cross an epoch"
     assert first_epoch[-1] < 8, "the epoch's last batch must be partial (empty rows)"
-    assert counts == {"plain": 1, "guided": 1}, f"traces per step function: {counts}"
-    assert {name: f._cache_size() for name, f in jitted.items()} == {"plain": 1, "guided": 1}
+    (steps,) = built
+    assert {"plain": steps.plain._cache_size(), "guided": steps.guided._cache_size()} == {"plain": 1, "guided": 1}

@@ -35,7 +35,7 @@ def _records(run):
 def _assert_same_run(a, b):
     """Same metrics step by step, same final parameters and guided values, bit for bit."""
     assert _records(a) == _records(b)
-    (_, _, _, sa), (_, _, _, sb) = load_run(a), load_run(b)
+    sa, sb = load_run(a).state, load_run(b).state
     for x, y in zip(jax_leaves(sa), jax_leaves(sb), strict=True):
         np.testing.assert_array_equal(x, y)
     assert json.loads((a / "learned_values.json").read_text()) == json.loads((b / "learned_values.json").read_text())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +34,14 @@ def make_rows_present(sizes: Mapping[str, int]):
     return present
 
 
-def make_losses(graphdef: nnx.GraphDef):
-    """``train_loss``, ``guide_loss`` and ``eval_counts`` for a Transformer's graphdef."""
+class Losses(NamedTuple):
+    train: Callable  # (params, batch, key, values) -> (loss, {"tokens": n}): dropout, smoothing, data weights
+    guide: Callable  # (params, batch) -> loss: plain cross-entropy, no dropout
+    eval_counts: Callable  # (params, batch) -> [summed loss, correct tokens, tokens]
+
+
+def make_losses(graphdef: nnx.GraphDef) -> Losses:
+    """The train loss, guide loss and evaluation counts of a Transformer's graphdef."""
 
     def losses(params, batch, key=None, label_smoothing=0.0):
         """Per-token losses of the batch's targets (dropout when ``key`` is given)."""
@@ -62,4 +69,4 @@ def make_losses(graphdef: nnx.GraphDef):
             [jnp.sum(jnp.where(mask, losses, 0.0)), correct.astype(losses.dtype), tokens.astype(losses.dtype)]
         )
 
-    return train_loss, guide_loss, eval_counts
+    return Losses(train_loss, guide_loss, eval_counts)

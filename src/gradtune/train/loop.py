@@ -1,4 +1,4 @@
-"""A training run, top to bottom: config, data, model, state, steps, loop, evaluation."""
+"""A training run, top to bottom: config, data, model, state, steps, loop, evaluation, artefacts."""
 
 from __future__ import annotations
 
@@ -7,16 +7,20 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from tqdm import tqdm
 
+from gradtune.core import TrainState
 from gradtune.core.data_weights import KINDS, weight_name
 from gradtune.core.optimizers import evaluation_params
-from gradtune.data.batching import BatchStream, StreamState, batch_shapes, check_fit, pack
+from gradtune.data.batching import START, BatchStream, StreamState, batch_shapes, check_fit, pack
 from gradtune.files import write_json
+from gradtune.seq2seq.model import ModelConfig
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train import evaluate
 from gradtune.train.checkpoint import save_checkpoint, update_best
@@ -24,6 +28,7 @@ from gradtune.train.compile_cache import enable_compilation_cache
 from gradtune.train.compute import ComputeMeter
 from gradtune.train.config import Config, to_dict
 from gradtune.train.data_weights import write_weights
+from gradtune.train.guidance import Setup
 from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.inputs import TOKENIZER, RunData, load_data, write_data
 from gradtune.train.logbook import Logbook, read_metrics
@@ -32,6 +37,9 @@ from gradtune.train.resolve import resolve
 from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
 from gradtune.train.setup import build_state
 from gradtune.train.signals import stop_requests
+from gradtune.train.steps import Steps, make_steps
+
+OnEval = Callable[[int, dict, dict], None]
 
 
 def train(
@@ -40,7 +48,7 @@ def train(
     progress: bool = True,
     resume: bool = False,
     prepared=None,
-    on_eval: Callable[[int, dict, dict], None] | None = None,
+    on_eval: OnEval | None = None,
 ) -> dict:
     """Train, evaluate and write every artefact into ``run_dir``; returns the summary.
 
@@ -54,165 +62,224 @@ def train(
     enable_compilation_cache()
     cfg = resolve(cfg)
     check_run_dir(run_dir, resume)
-
-    # Data, model and training state, all in memory: the run directory is made only once
-    # every one of them stands, so that bad input leaves nothing behind.
-    data = load_data(cfg, prepared, run_dir / TOKENIZER if resume else None)
-    splits, tokenizer, encoded, tags = data.splits, data.tokenizer, data.encoded, data.tags
-    d, g, t = cfg.data, cfg.guidance, cfg.train
-    shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
-    check_fit(encoded["train"], shapes)
-    dev_batches = list(pack(encoded["dev"], range(len(encoded["dev"])), d.batch_rows, d.row_len))
-    bleu_dev = splits["dev"][: t.bleu_examples]
-    model_cfg, graphdef, setup, state = build_state(cfg, tokenizer.vocab_size(), tags.counts)
-    trainer, guidance = setup.trainer, setup.guided
-    weighted = [kind for kind in KINDS if weight_name(kind) in guidance]
-    guide_batch = GuideBatches(g.guide_batch, encoded["guide"], d.guide_rows, d.row_len, t.seed)
-    eval_counts = jax.jit(make_losses(graphdef)[2])
-    host = {"data": [0, 0], "scores": {}}
+    # Everything is built in memory first: bad input leaves no run directory behind.
+    session = build_session(cfg, run_dir, prepared, resume)
+    state, host = session.initial, HostState(START, {})
     if resume:
-        state, host = restore_latest(run_dir, state)
+        state, saved = restore_latest(run_dir, state)
+        host = HostState(StreamState(*saved["data"]), saved["scores"])
         rewind_metrics(run_dir, int(state.step))
     else:
-        create_run_dir(run_dir, cfg, data)
-    first_step = int(state.step)
-    train_stream = BatchStream(
-        encoded["train"], shapes, t.seed, start=StreamState(*host["data"]), tags={k: tags.tags[k] for k in weighted}
+        create_run_dir(run_dir, cfg, session.data)
+    result = run_steps(session, state, host, progress, on_eval)
+    if result.stopped_by is not None and int(result.state.step) < cfg.train.steps:
+        print(
+            f"gradtune: stopped by {result.stopped_by} after step {int(result.state.step)}; checkpoint saved. "
+            f"Resume with: gradtune train --resume {run_dir}",
+            file=sys.stderr,
+        )
+    return write_artefacts(session, result, start)
+
+
+class HostState(NamedTuple):
+    """The host side of a checkpoint: where the training data stands, the latest scores."""
+
+    data: StreamState
+    scores: dict
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a run needs besides its state, all built before its directory exists."""
+
+    cfg: Config
+    run_dir: Path
+    data: RunData
+    model: ModelConfig
+    graphdef: Any
+    setup: Setup
+    steps: Steps
+    initial: TrainState
+    shapes: list[tuple[int, int]]
+    guide_batches: GuideBatches
+    dev_batches: list
+    eval_counts: Callable
+
+    def is_guided(self, step: int) -> bool:
+        g = self.cfg.guidance
+        return bool(self.setup.guided) and step >= g.warmup_steps and (step - g.warmup_steps) % g.guide_every == 0
+
+
+def build_session(cfg: Config, run_dir: Path, prepared, resume: bool) -> Session:
+    """Data, tokenizer (a resumed run's own), model, trainer, jitted steps and initial state."""
+    d = cfg.data
+    data = load_data(cfg, prepared, run_dir / TOKENIZER if resume else None)
+    shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
+    check_fit(data.encoded["train"], shapes)
+    model, graphdef, setup, state = build_state(cfg, data.tokenizer.vocab_size(), data.tags.counts)
+    return Session(
+        cfg=cfg,
+        run_dir=run_dir,
+        data=data,
+        model=model,
+        graphdef=graphdef,
+        setup=setup,
+        steps=make_steps(setup, cfg.train.seed),
+        initial=state,
+        shapes=shapes,
+        guide_batches=GuideBatches(
+            cfg.guidance.guide_batch, data.encoded["guide"], d.guide_rows, d.row_len, cfg.train.seed
+        ),
+        dev_batches=list(pack(data.encoded["dev"], range(len(data.encoded["dev"])), d.batch_rows, d.row_len)),
+        eval_counts=jax.jit(make_losses(graphdef).eval_counts),
     )
 
-    # Pure, jitted steps: the dropout key is derived from the step inside the jit.
-    root_key = jax.random.key(t.seed)
 
-    def plain(state, batch):
-        return trainer.plain_step(state, batch, jax.random.fold_in(root_key, state.step))
+def evaluate_dev(session: Session, state: TrainState) -> dict[str, float]:
+    """Dev loss and token accuracy, and BLEU and chrF of the first ``bleu_examples`` dev pairs."""
+    cfg, t = session.cfg, session.cfg.train
+    params = evaluation_params(cfg.optim.optimizer, state.opt_state, state.params)
+    dev = evaluate.loss_and_accuracy(session.eval_counts, params, session.dev_batches)
+    examples = session.data.splits["dev"][: t.bleu_examples]
+    hyps = evaluate.translate(
+        session.data.tokenizer, session.graphdef, params, [e.source for e in examples], cfg.data.row_len,
+        beam_size=t.beam_size, alpha=t.length_penalty,
+    )  # fmt: skip
+    scores = evaluate.bleu_chrf(hyps, [e.target for e in examples])
+    return {"dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"], "dev_bleu": scores["bleu"],
+            "dev_chrf": scores["chrf"]}  # fmt: skip
 
-    def guided(state, batch, guide):
-        new_state, metrics, aux = trainer.guided_step(state, batch, guide, jax.random.fold_in(root_key, state.step))
-        return new_state, {**metrics, "meta_learning_rate": setup.meta_schedule(state.step)}, aux
 
-    plain_step = jax.jit(plain, donate_argnums=0)
-    guided_step = jax.jit(guided, donate_argnums=0)
+def save(session: Session, step: int, state: TrainState, host: HostState) -> None:
+    """A checkpoint of ``state`` at ``step``, the newest kept and the best by ``train.best_metric``."""
+    t = session.cfg.train
+    best = update_best(session.run_dir, step, host.scores, t.best_metric)
+    payload = {"data": list(host.data), "scores": host.scores}
+    save_checkpoint(session.run_dir, step, state._asdict(), payload, t.keep_checkpoints, best)
 
-    def is_guided(step: int) -> bool:
-        return bool(guidance) and step >= g.warmup_steps and (step - g.warmup_steps) % g.guide_every == 0
 
-    def run_eval() -> dict[str, float]:
-        params = evaluation_params(cfg.optim.optimizer, state.opt_state, state.params)
-        dev = evaluate.loss_and_accuracy(eval_counts, params, dev_batches)
-        sources = [e.source for e in bleu_dev]
-        hyps = evaluate.translate(
-            tokenizer, graphdef, params, sources, d.row_len, beam_size=t.beam_size, alpha=t.length_penalty
-        )
-        scores = evaluate.bleu_chrf(hyps, [e.target for e in bleu_dev])
-        return {
-            "dev_loss": dev["loss"],
-            "dev_accuracy": dev["accuracy"],
-            "dev_bleu": scores["bleu"],
-            "dev_chrf": scores["chrf"],
-        }
+@dataclass
+class LoopResult:
+    state: TrainState
+    scores: dict  # of the last evaluation
+    intervals: list[tuple[float, float]]  # (target tokens, seconds) per log interval; the first compiles
+    compute: ComputeMeter
+    seconds: float
+    stopped_by: str | None  # the signal that stopped the run early
 
-    def checkpoint(step: int, scores: dict) -> None:
-        best = update_best(run_dir, step, scores, t.best_metric)
-        save_checkpoint(
-            run_dir, step, state._asdict(), {"data": list(position), "scores": scores}, t.keep_checkpoints, best
-        )
 
-    # The loop. Metrics stay on the device and are read back every log_every steps.
-    log = Logbook(run_dir)
-    stack = contextlib.ExitStack()
-    stack.callback(log.close)
-    stack.callback(train_stream.close)
-    stop = stack.enter_context(stop_requests())
+def run_steps(session: Session, state: TrainState, host: HostState, progress: bool, on_eval: OnEval | None):
+    """The loop, from ``state`` to ``train.steps``. Metrics stay on the device and are read
+    back every ``log_every`` steps; an interruption only checkpoints (evaluating there would
+    log scores that an uninterrupted run does not have)."""
+    cfg, setup, steps = session.cfg, session.setup, session.steps
+    g, t = cfg.guidance, cfg.train
+    weighted = {k: session.data.tags.tags[k] for k in KINDS if weight_name(k) in setup.guided}
+    first_step = int(state.step)
+    log, compute, guard = Logbook(session.run_dir), ComputeMeter(), NonFiniteGuard(session.run_dir, t.max_nonfinite)
+    stream = BatchStream(session.data.encoded["train"], session.shapes, t.seed, start=host.data, tags=weighted)
     pending: list[tuple[int, dict]] = []
-    compute = ComputeMeter()  # this process's steps and their flops (a resumed run: since the resume)
-    intervals: list[tuple[float, float]] = []  # (tokens, seconds) per log interval; the first compiles
-    guided_count = sum(map(is_guided, range(first_step)))
-    position, scores, nonfinite_run = tuple(host["data"]), host["scores"], 0
+    intervals: list[tuple[float, float]] = []
+    guided_count = sum(map(session.is_guided, range(first_step)))
+    position, scores = host.data, host.scores
     interval_start = train_start = time.time()
     bar = tqdm(total=t.steps, initial=first_step, disable=not progress, unit="step", dynamic_ncols=True)
-    with stack:
+    with contextlib.ExitStack() as stack:
+        stack.callback(log.close)
+        stack.callback(stream.close)
+        stop = stack.enter_context(stop_requests())
         for step in range(first_step, t.steps):
-            epoch = train_stream.state().epoch
-            batch = next(train_stream)
-            position = train_stream.state()  # consumed, not prefetched: where a resume starts
-            if guidance and g.reset_every and step and step % g.reset_every == 0:
-                state = trainer.reset(state)
-            if is_guided(step):
-                guide = guide_batch(epoch, guided_count, batch)
-                compute.count("guided", guided_step, state, batch, guide)
-                state, metrics, aux = guided_step(state, batch, guide)
+            epoch = stream.state().epoch
+            batch = next(stream)
+            position = stream.state()  # consumed, not prefetched: where a resume starts
+            if setup.guided and g.reset_every and step and step % g.reset_every == 0:
+                state = setup.trainer.reset(state)
+            if session.is_guided(step):
+                guide = session.guide_batches(epoch, guided_count, batch)
+                compute.count("guided", steps.guided, state, batch, guide)
+                state, metrics, aux = steps.guided(state, batch, guide)
                 guided_count += 1
             else:
-                compute.count("plain", plain_step, state, batch)
-                state, metrics, aux = plain_step(state, batch)
+                compute.count("plain", steps.plain, state, batch)
+                state, metrics, aux = steps.plain(state, batch)
             pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
-            # An interruption only checkpoints: evaluating there would log scores that an
-            # uninterrupted run does not have.
             evaluating = (step + 1) % t.eval_every == 0 or step + 1 == t.steps
             saving = evaluating or (step + 1) % t.checkpoint_every == 0 or stop.signal is not None
             if (step + 1) % t.log_every == 0 or saving:
-                records = jax.device_get(pending)
-                pending = []
-                interval_tokens = sum(float(m.pop("tokens")) for _, m in records)
-                intervals.append((interval_tokens, time.time() - interval_start))
-                for s, m in records:
-                    log.write(s, m)
-                    nonfinite_run = nonfinite_run + 1 if m["skipped"] else 0
-                    if nonfinite_run >= t.max_nonfinite:
-                        raise NonFiniteLoss(run_dir, s, nonfinite_run)
-                latest = records[-1][1]
-                bar.set_postfix(
-                    loss=f"{latest['train_loss']:.3f}",
-                    lr=f"{latest['learning_rate']:.2e}",
-                    tok_s=f"{interval_tokens / max(intervals[-1][1], 1e-9):,.0f}",
-                )
-                bar.update(len(records))
-                interval_start = time.time()
+                seconds = time.time() - interval_start
+                intervals.append((write_records(jax.device_get(pending), seconds, log, guard, bar), seconds))
+                pending, interval_start = [], time.time()
             if evaluating:
-                scores = run_eval()
+                scores = evaluate_dev(session, state)
                 log.write(step + 1, scores)
                 if progress:
                     bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
             if saving:
-                checkpoint(step + 1, scores if evaluating else {})
+                save(session, step + 1, state, HostState(position, scores if evaluating else {}))
                 interval_start = time.time()
             if evaluating and on_eval is not None:
                 on_eval(step + 1, scores, {**compute.summary(), "train_seconds": time.time() - train_start})
             if stop.signal is not None:
                 break
     bar.close()
-    train_time = time.time() - train_start
-    if stop.signal is not None and int(state.step) < t.steps:
-        print(
-            f"gradtune: stopped by {stop.name} after step {int(state.step)}; checkpoint saved. "
-            f"Resume with: gradtune train --resume {run_dir}",
-            file=sys.stderr,
-        )
+    return LoopResult(state, scores, intervals, compute, time.time() - train_start, stop.name if stop.signal else None)
 
-    # Artefacts: learned values, plot, summary.
+
+class NonFiniteGuard:
+    """Stops the run after ``limit`` skipped (NaN or inf) updates in a row."""
+
+    def __init__(self, run_dir: Path, limit: int):
+        self.run_dir, self.limit, self.in_a_row = run_dir, limit, 0
+
+    def check(self, step: int, skipped: float) -> None:
+        self.in_a_row = self.in_a_row + 1 if skipped else 0
+        if self.in_a_row >= self.limit:
+            raise NonFiniteLoss(self.run_dir, step, self.in_a_row)
+
+
+def write_records(records: list[tuple[int, dict]], seconds: float, log: Logbook, guard: NonFiniteGuard, bar) -> float:
+    """Log a read-back interval's records, check them for NaNs, show the latest; its target tokens."""
+    tokens = sum(float(m.pop("tokens")) for _, m in records)
+    for step, metrics in records:
+        log.write(step, metrics)
+        guard.check(step, metrics["skipped"])
+    latest = records[-1][1]
+    bar.set_postfix(
+        loss=f"{latest['train_loss']:.3f}",
+        lr=f"{latest['learning_rate']:.2e}",
+        tok_s=f"{tokens / max(seconds, 1e-9):,.0f}",
+    )
+    bar.update(len(records))
+    return tokens
+
+
+def write_artefacts(session: Session, result: LoopResult, start: float) -> dict:
+    """Learned values, data weights, the plot and the summary; returns the summary."""
+    run_dir, cfg, data, guided = session.run_dir, session.cfg, session.data, session.setup.guided
     records = read_metrics(run_dir)
-    final = trainer.values(state.raw)
-    write_learned_values(run_dir, records, final, guidance)
-    weights = write_weights(run_dir, {k: v for k, v in final.items() if k in guidance}, tags, splits["train"])
+    final = session.setup.trainer.values(result.state.raw)
+    write_learned_values(run_dir, records, final, guided)
+    weights = write_weights(run_dir, {k: v for k, v in final.items() if k in guided}, data.tags, data.splits["train"])
     plot_run(
         records,
         run_dir / "run.png",
-        title=f"{d.corpus}, {model_cfg.d_model}d, guided: {', '.join(guidance) or 'none'}",
-        row_names={"corpus_weights": tags.corpus_names, "bucket_weights": tags.bucket_names},
+        title=f"{cfg.data.corpus}, {session.model.d_model}d, guided: {', '.join(guided) or 'none'}",
+        row_names={"corpus_weights": data.tags.corpus_names, "bucket_weights": data.tags.bucket_names},
     )
-    summary = summarize(records, scores, guidance)
+    summary = summarize(records, result.scores, guided)
     summary.update(weights)
+    steps = int(result.state.step)
     summary.update(
         run_dir=str(run_dir),
-        steps=int(state.step),
-        finished=int(state.step) == t.steps,
-        beam_size=t.beam_size,
-        train_pairs=len(splits["train"]),
-        guide_pairs=len(splits["guide"]),
-        dev_pairs=len(splits["dev"]),
-        tokens_per_second=tokens_per_second(intervals),
-        compute=compute.summary(),
-        train_seconds=train_time,
+        steps=steps,
+        finished=steps == cfg.train.steps,
+        beam_size=cfg.train.beam_size,
+        train_pairs=len(data.splits["train"]),
+        guide_pairs=len(data.splits["guide"]),
+        dev_pairs=len(data.splits["dev"]),
+        tokens_per_second=tokens_per_second(result.intervals),
+        compute=result.compute.summary(),
+        train_seconds=result.seconds,
         total_seconds=time.time() - start,
     )
     write_json(run_dir / "summary.json", summary)

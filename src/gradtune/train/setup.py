@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import sentencepiece as spm
 from flax import nnx
@@ -16,7 +17,7 @@ from gradtune.seq2seq.objectives import make_losses
 from gradtune.train.checkpoint import find_checkpoint, restore_arrays
 from gradtune.train.config import Config, load_config
 from gradtune.train.data_weights import read_counts
-from gradtune.train.guidance import build_trainer
+from gradtune.train.guidance import Setup, build_trainer
 from gradtune.train.inputs import TOKENIZER, WEIGHT_COUNTS
 
 
@@ -30,20 +31,34 @@ def model_config(cfg: Config, vocab_size: int) -> ModelConfig:
     return preset(cfg.model.preset, vocab_size=vocab_size, **overrides)
 
 
-def build_state(cfg: Config, vocab_size: int, weight_counts=None):
+class Built(NamedTuple):
+    model: ModelConfig
+    graphdef: nnx.GraphDef
+    setup: Setup  # the trainer and what it guides
+    state: TrainState  # the initial training state
+
+
+class Run(NamedTuple):
+    cfg: Config
+    tokenizer: spm.SentencePieceProcessor
+    graphdef: nnx.GraphDef
+    state: TrainState  # at the checkpoint asked for; params are those the run evaluates
+
+
+def build_state(cfg: Config, vocab_size: int, weight_counts=None) -> Built:
     """Model config, graphdef, trainer setup and initial training state of a run.
 
     ``weight_counts``: training tokens per corpus, bucket and example (for data weights).
     """
     model_cfg = model_config(cfg, vocab_size)
     graphdef, params = nnx.split(Transformer(model_cfg, nnx.Rngs(cfg.train.seed)))
-    train_loss, guide_loss, _ = make_losses(graphdef)
-    setup = build_trainer(cfg, train_loss, guide_loss, weight_counts)
-    return model_cfg, graphdef, setup, setup.trainer.init(params)
+    losses = make_losses(graphdef)
+    setup = build_trainer(cfg, losses.train, losses.guide, weight_counts)
+    return Built(model_cfg, graphdef, setup, setup.trainer.init(params))
 
 
-def load_run(run_dir: Path, which: str = "last"):
-    """(config, tokenizer, graphdef, training state) of a run at checkpoint ``which``
+def load_run(run_dir: Path, which: str = "last") -> Run:
+    """The config, tokenizer, graphdef and training state of a run at checkpoint ``which``
     (``last``, ``best`` or a step)."""
     missing = [name for name in ("config.json", TOKENIZER) if not (run_dir / name).is_file()]
     if not run_dir.is_dir() or missing:
@@ -56,13 +71,9 @@ def load_run(run_dir: Path, which: str = "last"):
     except ConfigError as e:
         raise RunError(f"{run_dir}: its config.json cannot be used ({e})") from e
     tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / TOKENIZER))
-    _, graphdef, _, like = build_state(cfg, tokenizer.vocab_size(), read_counts(run_dir / WEIGHT_COUNTS))
+    built = build_state(cfg, tokenizer.vocab_size(), read_counts(run_dir / WEIGHT_COUNTS))
     step = find_checkpoint(run_dir, which)
-    state = TrainState(**restore_arrays(run_dir, step, like._asdict()))
+    state = TrainState(**restore_arrays(run_dir, step, built.state._asdict()))
     # translate and evaluate use what the run evaluated (schedule-free AdamW: its x sequence)
-    return (
-        cfg,
-        tokenizer,
-        graphdef,
-        state._replace(params=evaluation_params(cfg.optim.optimizer, state.opt_state, state.params)),
-    )
+    params = evaluation_params(cfg.optim.optimizer, state.opt_state, state.params)
+    return Run(cfg, tokenizer, built.graphdef, state._replace(params=params))

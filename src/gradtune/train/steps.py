@@ -1,0 +1,31 @@
+"""The jitted training steps of a run: one place builds them, for the loop, the benches and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+
+from gradtune.train.guidance import Setup
+
+
+class Steps(NamedTuple):
+    plain: Callable  # (state, batch) -> (state, metrics, aux): an update with the guided values held
+    guided: Callable  # (state, batch, guide_batch) -> (state, metrics, aux): the update and a meta step
+
+
+def make_steps(setup: Setup, seed: int) -> Steps:
+    """The plain and guided steps of ``setup``'s trainer, jitted once each with the state
+    donated; the dropout key is folded from the step inside the jit, so a step is a pure
+    function of (state, batches) and a resumed run draws the same masks."""
+    trainer, root_key = setup.trainer, jax.random.key(seed)
+
+    def plain(state, batch):
+        return trainer.plain_step(state, batch, jax.random.fold_in(root_key, state.step))
+
+    def guided(state, batch, guide):
+        new_state, metrics, aux = trainer.guided_step(state, batch, guide, jax.random.fold_in(root_key, state.step))
+        return new_state, {**metrics, "meta_learning_rate": setup.meta_schedule(state.step)}, aux
+
+    return Steps(jax.jit(plain, donate_argnums=0), jax.jit(guided, donate_argnums=0))
