@@ -4,7 +4,7 @@ from gradtune.core.activations import Activation
 from gradtune.core.guided import GuidedSpec, clean_hypergrads, init_raw, meta_optimizer, raw_to_values
 from gradtune.core.optimizers import OPTIMIZERS, make_optimizer, optimizer_def, with_hyperparams
 from gradtune.core.schedules import parse_schedule
-from gradtune.core.step import GuidedTrainer, TrainState
+from gradtune.core.step import GuidedTrainer, TrainState, parse_value_key, value_key
 
 __all__ = [
     "OPTIMIZERS",
@@ -18,6 +18,8 @@ __all__ = [
     "meta_optimizer",
     "optimizer_def",
     "parse_schedule",
+    "parse_value_key",
     "raw_to_values",
+    "value_key",
     "with_hyperparams",
 ]

@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 from scipy.stats import mannwhitneyu
 
+from gradtune.core.step import value_key
 from gradtune.data.batching import Encoded, batch_shapes, encode_pairs, pack, visit_counts
 from gradtune.data.corpora import Example
 from gradtune.data.prepare import Prepared
@@ -118,9 +119,9 @@ def run(run_dir: Path, cfg: Config, progress: bool = True) -> dict:
 
     records = read_metrics(run_dir)
     trajectory = [
-        [r["step"], r["value/corpus_weights/0"], r["value/corpus_weights/1"]]
+        [r["step"], r[value_key("corpus_weights", 0)], r[value_key("corpus_weights", 1)]]
         for r in records
-        if "value/corpus_weights/0" in r
+        if value_key("corpus_weights", 0) in r
     ]
     # the final weights, by corpus name (the trajectory's last is a meta step earlier); None: not guided
     final = summary.get("corpus_weights", {})

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from gradtune.core.step import value_key
 from gradtune.errors import GradtuneError
 from gradtune.files import write_json
 
@@ -658,7 +659,7 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _trajectory(run_dir: str, key: str = "value/learning_rate") -> tuple[list[int], list[float]]:
+def _trajectory(run_dir: str, key: str) -> tuple[list[int], list[float]]:
     from gradtune.train.logbook import read_metrics
 
     points = [(r["step"], r[key]) for r in read_metrics(Path(run_dir)) if r.get(key) is not None]
@@ -714,7 +715,7 @@ def plot_report(report: dict, out: Path) -> list[Path]:
             ax.annotate(f"held {value:.3g}: {r['dev_loss']:.3f}", (0, value), fontsize=7, color="0.4", va="bottom")
     for r in trials.get("guided", []):
         if r.get("run_dir") and Path(r["run_dir"]).exists():
-            steps, ys = _trajectory(r["run_dir"], f"value/{_value_name(key)}")
+            steps, ys = _trajectory(r["run_dir"], value_key(_value_name(key)))
             if ys:
                 ax.plot(steps, ys, label=f"guided from {r['label']}: {r['dev_loss']:.3f}")
     ax.set_yscale("log")

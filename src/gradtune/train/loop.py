@@ -18,6 +18,7 @@ from tqdm import tqdm
 from gradtune.core import TrainState
 from gradtune.core.data_weights import KINDS, weight_name
 from gradtune.core.optimizers import evaluation_params
+from gradtune.core.step import parse_value_key, value_key
 from gradtune.data.batching import START, BatchStream, StreamState, batch_shapes, check_fit, pack
 from gradtune.files import write_json
 from gradtune.seq2seq.model import ModelConfig
@@ -310,11 +311,10 @@ def write_learned_values(run_dir: Path, records: list[dict], final: dict, guided
     """``learned_values.json``: final values (example weights: see example_weights.tsv), trajectories."""
     trajectories = {}
     for name in guided:
-        keys = sorted(
-            {k for r in records for k in r if k == f"value/{name}" or k.startswith(f"value/{name}/")},
-            key=lambda k: int(k.rsplit("/", 1)[1]) if k.count("/") == 2 else -1,
-        )
-        for key in keys:
+        rows = sorted({p[1] for r in records for k in r if (p := parse_value_key(k)) and p[0] == name},
+                      key=lambda row: -1 if row is None else row)  # fmt: skip
+        for row in rows:
+            key = value_key(name, row)
             trajectories[key.removeprefix("value/")] = [[r["step"], r[key]] for r in records if key in r]
     values = {k: np.asarray(v).tolist() for k, v in final.items() if k != "example_weights"}
     payload = {"guided": list(guided), "final": values, "trajectory": trajectories}
@@ -324,7 +324,7 @@ def write_learned_values(run_dir: Path, records: list[dict], final: dict, guided
 def summarize(records: list[dict], final_scores: dict, guided: tuple[str, ...]) -> dict:
     summary = dict(final_scores)
     for name in guided:
-        ys = [r[f"value/{name}"] for r in records if r.get(f"value/{name}") is not None]
+        ys = [r[value_key(name)] for r in records if r.get(value_key(name)) is not None]
         if ys:
             summary[f"{name}_trajectory"] = {"start": ys[0], "min": min(ys), "max": max(ys), "end": ys[-1]}
     return summary

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from gradtune.core.step import parse_value_key, value_key
 from gradtune.files import replacing
 
 
@@ -20,8 +21,8 @@ def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
 def plot_run(records: list[dict], path: Path, title: str = "", row_names: dict[str, list[str]] | None = None) -> None:
     """Losses, the effective learning rate and one panel per guided value; a vector value
     (``value/NAME/i``, e.g. corpus weights) gets one line per row, labelled by ``row_names``."""
-    keys = {k for r in records for k in r if k.startswith("value/")}
-    values = sorted({k.split("/")[1] for k in keys})
+    parsed = {k: p for r in records for k in r if (p := parse_value_key(k))}
+    values = sorted({name for name, _ in parsed.values()})
     fig, axes = plt.subplots(2 + len(values), 1, figsize=(7, 2.6 * (2 + len(values))), sharex=True)
     ax = axes[0]
     for key in ("train_loss", "guide_loss", "dev_loss"):
@@ -35,13 +36,13 @@ def plot_run(records: list[dict], path: Path, title: str = "", row_names: dict[s
     ax.plot(*_series(records, "learning_rate"))
     ax.set_ylabel("effective learning rate")
     for ax, name in zip(axes[2:], values, strict=True):
-        rows = sorted((k for k in keys if k.startswith(f"value/{name}/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+        rows = sorted(row for n, row in parsed.values() if n == name and row is not None)
         labels = (row_names or {}).get(name, [])
         every = []
-        for key in rows or [f"value/{name}"]:
+        for index in rows or [-1]:
+            key = value_key(name, index) if index >= 0 else value_key(name)
             steps, ys = _series(records, key)
-            index = int(key.rsplit("/", 1)[1]) if rows else -1
-            ax.plot(steps, ys, label=labels[index] if 0 <= index < len(labels) else key.rsplit("/", 1)[1])
+            ax.plot(steps, ys, label=labels[index] if 0 <= index < len(labels) else str(index if rows else name))
             every += ys
         ax.set_ylabel("lr multiplier" if name == "learning_rate" else name)
         if rows:
