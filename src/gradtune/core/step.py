@@ -60,7 +60,7 @@ from gradtune.core.optimizers import with_hyperparams
 
 TrainLoss = Callable[[Any, Any, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Any]]
 GuideLoss = Callable[[Any, Any], jax.Array]
-MAX_LOGGED_ROWS = 64  # vector values up to this long (corpus, bucket weights) are logged row by row
+MAX_LOGGED_ROWS = 64  # vector values up to this long are logged row by row
 
 
 def value_key(name: str, row: int | None = None) -> str:
@@ -121,7 +121,7 @@ class GuidedTrainer:
 
     def __post_init__(self) -> None:
         if any(s.lazy for s in self.specs) and self.rows_present is None:
-            raise ValueError("lazy guided values (per-example weights) need GuidedTrainer.rows_present")
+            raise ValueError("lazy guided values need GuidedTrainer.rows_present (the rows each batch touches)")
 
     def init(self, params: Any, dtype: jnp.dtype = jnp.float32) -> TrainState:
         raw = init_raw(self.specs, dtype)

@@ -31,11 +31,10 @@ from flax import nnx
 
 from gradtune.core import OPTIMIZERS, GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer
 from gradtune.core.data_weights import data_weight_spec
-from gradtune.core.defaults import default_activation
 from gradtune.seq2seq.model import ModelConfig, Transformer
-from gradtune.seq2seq.objectives import make_losses, make_rows_present
+from gradtune.seq2seq.objectives import LAZY_WEIGHTS, LOSS_VALUES, make_losses, make_rows_present, weight_name
+from gradtune.train.resolve import default_value_activation
 
-LOSS_SIDE = ("label_smoothing",)
 EPS64 = float(np.finfo(np.float64).eps)
 
 
@@ -107,8 +106,8 @@ def check_optimizer(name: str, seed: int = 0, warmup: int = 3, h: float = 1e-4, 
     params, train_loss, guide_loss = tiny_losses(seed)
     definition = OPTIMIZERS[name]
     fixed = {"learning_rate": 1.0, "label_smoothing": 0.1, **definition.defaults}
-    names = (*definition.guidable, *LOSS_SIDE)
-    specs = tuple(GuidedSpec(n, fixed[n], default_activation(n, fixed[n])) for n in names)
+    names = (*definition.guidable, *LOSS_VALUES)
+    specs = tuple(GuidedSpec(n, fixed[n], default_value_activation(n, fixed[n])) for n in names)
     trainer = GuidedTrainer(
         train_loss, guide_loss, make_optimizer(name, definition.defaults), lambda step: 1e-2, specs,
         meta_optimizer(specs), fixed,
@@ -141,7 +140,8 @@ def check_data_weights(seed: int = 0, warmup: int = 3, h: float = 1e-4, rtol: fl
     defaults = OPTIMIZERS["adamw"].defaults
     fixed = {"learning_rate": 1.0, "label_smoothing": 0.1, **defaults}
     specs = tuple(
-        data_weight_spec(kind, rng.integers(1, 50, size)) for kind, size in DATA_SIZES.items()
+        data_weight_spec(weight_name(kind), rng.integers(1, 50, size), lazy=weight_name(kind) in LAZY_WEIGHTS)
+        for kind, size in DATA_SIZES.items()
     )  # random token counts: unequal frequencies
 
     def trainer_of(specs) -> GuidedTrainer:

@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gradtune.core.data_weights import KINDS, rows_present, token_weights, weight_name
+from gradtune.core import Activation
+from gradtune.core.data_weights import rows_present, token_weights
 from gradtune.seq2seq.loss import accuracy_counts, masked_mean, output_token_losses, token_losses
 
-LOSS_VALUES = ("label_smoothing",)  # the loss-side values ``train_loss`` reads from the guided values
+
+@dataclass(frozen=True)
+class LossValue:
+    """A guidable value that acts in the loss (not in the optimizer)."""
+
+    config_key: str  # where its initial (or held) value is set
+    activation: Callable[[float], Activation]  # its default activation, given the initial value
+
+
+# The loss-side values ``train_loss`` reads. Label smoothing: a sigmoid from 0 to 4× its
+# initial value (at most 0.9), so that it starts a quarter of the way up, in the live range.
+LOSS_VALUES = {
+    "label_smoothing": LossValue(
+        "optim.label_smoothing", lambda init: Activation("sigmoid", 0.0, min(max(4.0 * init, 0.05), 0.9))
+    ),
+}
+# The data weights: each a vector gathered per token by one id array of the batch (``tgt_<ids>``).
+KINDS = ("corpus", "bucket", "example")
+DATA_WEIGHTS = {f"{kind}_weights": kind for kind in KINDS}  # guided value → the ids it is gathered by
+LAZY_WEIGHTS = ("example_weights",)  # one row per training example: updated lazily
+
+
+def weight_name(kind: str) -> str:
+    """The guided value of a kind of data weight: ``corpus`` → ``corpus_weights``."""
+    return f"{kind}_weights"
 
 
 def data_ids(batch) -> dict[str, jax.Array]:
@@ -25,11 +51,7 @@ def make_rows_present(sizes: Mapping[str, int]):
 
     def present(batch):
         ids, mask = data_ids(batch), batch["tgt_out"] != 0
-        return {
-            weight_name(kind): rows_present(ids[kind], mask, sizes[weight_name(kind)])
-            for kind in KINDS
-            if weight_name(kind) in sizes
-        }
+        return {name: rows_present(ids[DATA_WEIGHTS[name]], mask, size) for name, size in sizes.items()}
 
     return present
 
@@ -51,7 +73,7 @@ def make_losses(graphdef: nnx.GraphDef) -> Losses:
 
     def train_loss(params, batch, key: jax.Array, values: Mapping[str, jax.Array]):
         token_loss = losses(params, batch, key, values.get("label_smoothing", 0.0))
-        weights = token_weights(values, data_ids(batch))
+        weights = token_weights(values, data_ids(batch), DATA_WEIGHTS)
         # Data weights: weighted losses over the unweighted token count (see core.data_weights).
         loss, tokens = masked_mean(token_loss if weights is None else weights * token_loss, batch["tgt_out"])
         return loss, {"tokens": tokens}

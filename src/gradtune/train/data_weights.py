@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gradtune.core.data_weights import KINDS, NAMES, weight_name
 from gradtune.data.batching import Encoded, Tags
 from gradtune.data.corpora import Example
 from gradtune.errors import DataError, GradtuneError
 from gradtune.files import write_json, write_text
+from gradtune.seq2seq.objectives import DATA_WEIGHTS, KINDS, weight_name
 from gradtune.train.config import DataConfig
 
 
@@ -108,7 +108,7 @@ def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequenc
             ]
             write_json(run_dir / f"{weight_name(kind)}.json", rows)
             summary[weight_name(kind)] = {r[kind]: r["weight"] for r in rows}
-    if any(name in values for name in NAMES):
+    if any(name in values for name in DATA_WEIGHTS):
         weights = example_weights(values, tags)
         lines = ["corpus\tindex\tweight\tsource\ttarget"]
         for i, (e, w) in enumerate(zip(examples, weights, strict=True)):

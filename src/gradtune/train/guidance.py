@@ -13,9 +13,9 @@ import numpy as np
 import optax
 
 from gradtune.core import GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer, optimizer_def, parse_schedule
-from gradtune.core.data_weights import KINDS, NAMES, data_weight_spec, weight_name
+from gradtune.core.data_weights import data_weight_spec
 from gradtune.errors import ConfigError
-from gradtune.seq2seq.objectives import make_rows_present
+from gradtune.seq2seq.objectives import DATA_WEIGHTS, KINDS, LAZY_WEIGHTS, make_rows_present, weight_name
 from gradtune.train.config import Config
 from gradtune.train.resolve import (
     guided_names,
@@ -39,7 +39,7 @@ def make_spec(name: str, init: float, override: dict[str, str], counts: np.ndarr
     """The spec of a guided value; data weights (``counts``: each row's training tokens) start at 1."""
     activation, meta_lr = value_activation(name, init, override)
     if counts is not None:
-        return data_weight_spec(name.removesuffix("_weights"), counts, activation, meta_lr)
+        return data_weight_spec(name, counts, activation, meta_lr, lazy=name in LAZY_WEIGHTS)
     return GuidedSpec(name, init, activation, meta_lr_scale=meta_lr)
 
 
@@ -69,7 +69,7 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
     names = guided_names(cfg)
     overrides = parse_spec_overrides(cfg.guidance.specs)
     counts = {weight_name(kind): c for kind, c in (weight_counts or {}).items() if kind in KINDS}
-    if missing := [n for n in names if n in NAMES and n not in counts]:
+    if missing := [n for n in names if n in DATA_WEIGHTS and n not in counts]:
         raise ConfigError(f"guided {', '.join(missing)}: the run's data carries no such ids")
     specs = [make_spec(name, fixed.get(name, 1.0), overrides.get(name, {}), counts.get(name)) for name in names]
     meta, meta_schedule = build_meta_optimizer(cfg, specs)

@@ -16,13 +16,12 @@ import numpy as np
 from tqdm import tqdm
 
 from gradtune.core import TrainState
-from gradtune.core.data_weights import KINDS, weight_name
 from gradtune.core.optimizers import evaluation_params
 from gradtune.core.step import parse_value_key, value_key
 from gradtune.data.batching import START, BatchStream, StreamState, batch_shapes, check_fit, pack
 from gradtune.files import write_json
 from gradtune.seq2seq.model import ModelConfig
-from gradtune.seq2seq.objectives import make_losses
+from gradtune.seq2seq.objectives import KINDS, make_losses, weight_name
 from gradtune.train import evaluate
 from gradtune.train.checkpoint import save_checkpoint, update_best
 from gradtune.train.compile_cache import enable_compilation_cache

@@ -22,14 +22,13 @@ from typing import Any
 import optax
 
 from gradtune.core import OPTIMIZERS, Activation, parse_schedule
-from gradtune.core.data_weights import NAMES as DATA_WEIGHTS
 from gradtune.core.defaults import default_activation
 from gradtune.core.optimizers import ALL_OPTIMIZERS
 from gradtune.data.hub import hub_config
 from gradtune.data.sources import parse_sources
 from gradtune.errors import ConfigError, GradtuneError
 from gradtune.seq2seq.model import PRESETS
-from gradtune.seq2seq.objectives import LOSS_VALUES
+from gradtune.seq2seq.objectives import DATA_WEIGHTS, LOSS_VALUES
 from gradtune.train.config import Config
 from gradtune.train.guide_batches import POLICIES
 
@@ -235,15 +234,24 @@ def value_activation(name: str, init: float, override: dict[str, str]) -> tuple[
     try:
         numbers = {k: float(v) for k, v in override.items() if k != "kind"}
         meta_lr = numbers.pop("meta_lr", 1.0)
-        activation = dataclasses.replace(
-            default_activation(name, init), kind=override.get("kind", default_activation(name, init).kind), **numbers
-        )
+        activation = default_value_activation(name, init)
+        activation = dataclasses.replace(activation, kind=override.get("kind", activation.kind), **numbers)
         activation.inverse(init)  # fails now, not at init, on a bad initial value
     except ValueError as e:
         raise ConfigError(f"guidance.specs, guided {name}: {e}") from e
     if not meta_lr > 0:
         raise ConfigError(f"guidance.specs, guided {name}: meta_lr is {meta_lr}; it must be > 0")
     return activation, meta_lr
+
+
+def default_value_activation(name: str, init: float) -> Activation:
+    """A loss-side value's own activation, data weights' ``exp`` (in (0, 2) if made a
+    sigmoid), or core's default for an optimizer hyper-parameter."""
+    if name in LOSS_VALUES:
+        return LOSS_VALUES[name].activation(init)
+    if name in DATA_WEIGHTS:
+        return Activation("exp", 0.0, 2.0)
+    return default_activation(name, init)
 
 
 def meta_factory(name: str) -> Callable[..., optax.GradientTransformation]:
