@@ -178,6 +178,9 @@ class Transformer(nnx.Module):
     ``dtype`` is that of parameters and computation (float64 for exactness checks).
     """
 
+    config_class = ModelConfig
+    presets = PRESETS
+
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         self.cfg = cfg
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
@@ -217,6 +220,10 @@ class Transformer(nnx.Module):
         k_enc, k_dec = _keys(key, 2)
         memory = self.encode(batch["src"], batch["src_seg"], batch["src_pos"], k_enc)
         return self.decoder_states(memory, batch["src_seg"], batch["tgt_in"], batch["tgt_seg"], batch["tgt_pos"], k_dec)
+
+    def output_embedding(self) -> jax.Array:
+        """The tied output projection (vocab, d): logits are ``hidden @ output_embedding().T``."""
+        return self.embed.embedding[...]
 
     def __call__(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
         return self.embed.attend(self.hidden(batch, key))

@@ -69,7 +69,7 @@ def make_losses(graphdef: nnx.GraphDef) -> Losses:
         """Per-token losses of the batch's targets (dropout when ``key`` is given)."""
         model = nnx.merge(graphdef, params)
         hidden = model.hidden(batch, key)
-        return output_token_losses(hidden, model.embed.embedding[...], batch["tgt_out"], label_smoothing)
+        return output_token_losses(hidden, model.output_embedding(), batch["tgt_out"], label_smoothing)
 
     def train_loss(params, batch, key: jax.Array, values: Mapping[str, jax.Array]):
         token_loss = losses(params, batch, key, values.get("label_smoothing", 0.0))

@@ -15,11 +15,12 @@ import json
 import tomllib
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 from typing import Any
 
 from gradtune.errors import ConfigError
+from gradtune.seq2seq.model import ModelConfig
 
 
 @dataclass
@@ -45,15 +46,18 @@ class DataConfig:
     min_guide: int = 500
 
 
-@dataclass
-class ModelSection:
-    preset: str = "tiny"  # tiny, small, base, paper; the fields below override it
-    d_model: int | None = None
-    num_heads: int | None = None
-    mlp_dim: int | None = None
-    encoder_layers: int | None = None
-    decoder_layers: int | None = None
-    dropout: float | None = None
+# The model section: the model (``model.name``: a registered one or package.module:Class, see
+# seq2seq/interface.py), its preset (tiny, small, base, paper for the Transformer), then every
+# field of the Transformer's config, None = the preset's value. The fields come from
+# ``ModelConfig`` itself, so a field added there can be set here at once.
+ModelSection = make_dataclass(
+    "ModelSection",
+    [
+        ("name", str, field(default="transformer")),
+        ("preset", str, field(default="tiny")),
+        *[(f.name, f"{f.type} | None", field(default=None)) for f in fields(ModelConfig) if f.name != "vocab_size"],
+    ],
+)
 
 
 @dataclass

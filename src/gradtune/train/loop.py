@@ -20,7 +20,6 @@ from gradtune.core.optimizers import evaluation_params
 from gradtune.core.step import parse_value_key, value_key
 from gradtune.data.batching import START, BatchStream, StreamState, batch_shapes, check_fit, pack
 from gradtune.files import write_json
-from gradtune.seq2seq.model import ModelConfig
 from gradtune.seq2seq.objectives import KINDS, make_losses, weight_name
 from gradtune.train import evaluate
 from gradtune.train.checkpoint import save_checkpoint, update_best
@@ -95,7 +94,7 @@ class Session:
     cfg: Config
     run_dir: Path
     data: RunData
-    model: ModelConfig
+    model: Any  # the model's config
     graphdef: Any
     setup: Setup
     steps: Steps

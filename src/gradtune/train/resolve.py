@@ -27,7 +27,7 @@ from gradtune.core.optimizers import ALL_OPTIMIZERS
 from gradtune.data.hub import hub_config
 from gradtune.data.sources import parse_sources
 from gradtune.errors import ConfigError, GradtuneError
-from gradtune.seq2seq.model import PRESETS
+from gradtune.seq2seq.interface import model_class
 from gradtune.seq2seq.objectives import DATA_WEIGHTS, LOSS_VALUES
 from gradtune.train.config import Config
 from gradtune.train.guide_batches import POLICIES
@@ -111,22 +111,33 @@ def _check_data(cfg: Config) -> None:
     _require(0 <= d.guide_fraction < 0.5, "data.guide_fraction", d.guide_fraction, "be in [0, 0.5)")
 
 
-def _check_model(cfg: Config) -> None:
+def model_fields(cfg: Config, vocab_size: int) -> Any:
+    """The model's config: its class's preset (or its defaults) with the section's fields laid over it."""
     m = cfg.model
-    _choice("model.preset", m.preset, list(PRESETS))
-    merged = dataclasses.replace(
-        PRESETS[m.preset], **{k: v for k, v in dataclasses.asdict(m).items() if k != "preset" and v is not None}
-    )
+    cls = model_class(m.name)
+    presets = getattr(cls, "presets", None) or {}
+    if presets:
+        _choice("model.preset", m.preset, list(presets))
+    base = presets.get(m.preset) or cls.config_class(vocab_size=vocab_size)
+    own = {f.name for f in dataclasses.fields(base)}
+    overrides = {k: v for k, v in dataclasses.asdict(m).items() if k in own and v is not None}
+    return dataclasses.replace(base, vocab_size=vocab_size, **overrides)
+
+
+def _check_model(cfg: Config) -> None:
+    merged = model_fields(cfg, cfg.data.vocab_size)
     for name in ("d_model", "num_heads", "mlp_dim", "encoder_layers", "decoder_layers"):
-        value = getattr(merged, name)
+        value = getattr(merged, name, 1)
         _require(value >= 1, f"model.{name}", value, "be at least 1")
-    _require(0 <= merged.dropout < 1, "model.dropout", merged.dropout, "be in [0, 1)")
-    _require(
-        merged.d_model % merged.num_heads == 0,
-        "model.d_model",
-        merged.d_model,
-        f"be a multiple of model.num_heads ({merged.num_heads})",
-    )
+    rate = getattr(merged, "dropout", 0.0)
+    _require(0 <= rate < 1, "model.dropout", rate, "be in [0, 1)")
+    if hasattr(merged, "d_model") and hasattr(merged, "num_heads"):
+        _require(
+            merged.d_model % merged.num_heads == 0,
+            "model.d_model",
+            merged.d_model,
+            f"be a multiple of model.num_heads ({merged.num_heads})",
+        )
 
 
 def _schedule(key: str, spec: str, base: float, warmup: int, steps: int) -> None:

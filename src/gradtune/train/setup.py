@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sentencepiece as spm
 from flax import nnx
@@ -12,27 +11,27 @@ from flax import nnx
 from gradtune.core import TrainState
 from gradtune.core.optimizers import evaluation_params
 from gradtune.errors import ConfigError, GradtuneError
-from gradtune.seq2seq.model import ModelConfig, Transformer, preset
+from gradtune.seq2seq.interface import model_class
 from gradtune.seq2seq.objectives import make_losses
 from gradtune.train.checkpoint import find_checkpoint, restore_arrays
 from gradtune.train.config import Config, load_config
 from gradtune.train.data_weights import read_counts
 from gradtune.train.guidance import Setup, build_trainer
 from gradtune.train.inputs import TOKENIZER, WEIGHT_COUNTS
+from gradtune.train.resolve import model_fields
 
 
 class RunError(GradtuneError):
     """A directory that is not a (usable) gradtune run."""
 
 
-def model_config(cfg: Config, vocab_size: int) -> ModelConfig:
-    """The Transformer's config: the preset with the config's model fields laid over it."""
-    overrides = {k: v for k, v in asdict(cfg.model).items() if k != "preset" and v is not None}
-    return preset(cfg.model.preset, vocab_size=vocab_size, **overrides)
+def model_config(cfg: Config, vocab_size: int) -> Any:
+    """The model's config: its preset with the config's model fields laid over it."""
+    return model_fields(cfg, vocab_size)
 
 
 class Built(NamedTuple):
-    model: ModelConfig
+    model: Any  # the model's config (a ModelConfig for the Transformer)
     graphdef: nnx.GraphDef
     setup: Setup  # the trainer and what it guides
     state: TrainState  # the initial training state
@@ -51,7 +50,7 @@ def build_state(cfg: Config, vocab_size: int, weight_counts=None) -> Built:
     ``weight_counts``: training tokens per corpus, bucket and example (for data weights).
     """
     model_cfg = model_config(cfg, vocab_size)
-    graphdef, params = nnx.split(Transformer(model_cfg, nnx.Rngs(cfg.train.seed)))
+    graphdef, params = nnx.split(model_class(cfg.model.name)(model_cfg, nnx.Rngs(cfg.train.seed)))
     losses = make_losses(graphdef)
     setup = build_trainer(cfg, losses.train, losses.guide, weight_counts)
     return Built(model_cfg, graphdef, setup, setup.trainer.init(params))
