@@ -13,7 +13,7 @@ def test_code_is_ruff_clean():
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
     result = subprocess.run(
-        [ruff, "check", "--output-format", "concise", "src", "tests", "bench", "scripts"],
+        [ruff, "check", "--output-format", "concise", "src", "tests", "bench", "scripts", "examples"],
         cwd=ROOT,
         capture_output=True,
         text=True,
