@@ -64,17 +64,41 @@ class GuidedSpec:
 
 
 def init_raw(specs: Sequence[GuidedSpec], dtype: jnp.dtype = jnp.float32) -> Raw:
-    """Raw values whose activations equal each spec's initial value."""
+    """Raw values whose activations equal each spec's initial value.
+
+    Args:
+      specs: the guided values.
+      dtype: of the raw arrays (float64 for exactness checks).
+
+    Returns:
+      ``{name: raw array of the spec's shape}``.
+    """
     return {s.name: jnp.full(s.shape, s.activation.inverse(s.init), dtype) for s in specs}
 
 
 def raw_to_values(specs: Sequence[GuidedSpec], raw: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-    """The values the model and optimizer use: ``act(r)`` for each spec (normalised weights)."""
+    """The values the model and optimizer use.
+
+    Args:
+      specs: the guided values.
+      raw: their raw arrays by name.
+
+    Returns:
+      ``{name: spec.value(raw[name])}``: ``act(r)``, normalised for weight vectors.
+    """
     return {s.name: s.value(raw[s.name]) for s in specs}
 
 
 def clean_hypergrads(grads: Raw, inf_value: float = 10.0) -> tuple[Raw, jax.Array]:
-    """NaN → 0 and ±inf → ±inf_value; returns the cleaned grads and how many were replaced."""
+    """Hypergradients made finite before the meta step (the original's cleaning).
+
+    Args:
+      grads: hypergradients by name.
+      inf_value: what ±inf becomes (with its sign).
+
+    Returns:
+      The grads with NaN → 0 and ±inf → ±inf_value, and how many entries were replaced.
+    """
     bad = sum(jnp.sum(~jnp.isfinite(g)) for g in jax.tree.leaves(grads))
     cleaned = jax.tree.map(lambda g: jnp.nan_to_num(g, nan=0.0, posinf=inf_value, neginf=-inf_value), grads)
     return cleaned, jnp.asarray(bad, jnp.int32)
@@ -90,13 +114,19 @@ def meta_optimizer(
 ) -> optax.GradientTransformation:
     """The optimizer of the raw guided values (default: Adam at ``learning_rate``).
 
-    ``clip`` bounds each (cleaned) hypergradient to [−clip, clip] before ``base``.
-    Per-value ``meta_lr_scale`` multiplies each value's step after the base optimizer, so
-    it really scales the step even for scale-invariant optimizers such as Adam.
+    Args:
+      specs: the guided values; each one's ``meta_lr_scale`` multiplies its step after the
+        base optimizer, so it really scales the step even for scale-invariant optimizers
+        such as Adam.
+      learning_rate: the meta step (a schedule of the step count, or a number).
+      base: any optax optimizer of the dense values (default ``optax.adam(learning_rate)``).
+      clip: bounds each (cleaned) hypergradient to [−clip, clip] before ``base``.
+      lazy_scale, lazy_b1: of ``lazy_adam``, which steps the lazy specs (per-row vectors)
+        at ``learning_rate`` instead of ``base``; ``update`` then needs
+        ``rows_present={name: bool mask}``.
 
-    Lazy specs (per-example weights) are stepped by ``lazy_adam`` at ``learning_rate`` (with
-    ``scale=lazy_scale``, ``b1=lazy_b1``) instead of ``base``; ``update`` then needs
-    ``rows_present={name: bool mask}``.
+    Returns:
+      An optax transformation of the raw values' hypergradients.
     """
     if base is None:
         base = optax.adam(learning_rate)

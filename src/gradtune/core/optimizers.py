@@ -121,6 +121,7 @@ ALL_OPTIMIZERS = {**OPTIMIZERS, **LR_FREE}
 
 
 def optimizer_def(name: str) -> OptimizerDef:
+    """The definition (factory, default hyper-parameters) of optimizer ``name``; a ``ValueError`` names the choices."""
     if name not in ALL_OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(ALL_OPTIMIZERS)}")
     return ALL_OPTIMIZERS[name]
@@ -142,6 +143,10 @@ def make_optimizer(name: str, hyperparams: Mapping[str, float], **static: Any) -
       hyperparams: initial values of the numeric hyper-parameters (gradtune names); the
         learning rate here is only a placeholder, the step sets it every update.
       **static: non-numeric options of the factory, e.g. ``nesterov=True``.
+
+    Returns:
+      ``optax.inject_hyperparams`` of the optimizer: its numeric hyper-parameters live in
+      ``opt_state.hyperparams``, where ``with_hyperparams`` substitutes (traced) values.
     """
     definition = optimizer_def(name)
     values = {"learning_rate": 0.0, **definition.defaults, **hyperparams}
@@ -156,7 +161,16 @@ def make_optimizer(name: str, hyperparams: Mapping[str, float], **static: Any) -
 
 
 def with_hyperparams(opt_state: Any, values: Mapping[str, jax.Array]) -> Any:
-    """``opt_state`` with some injected hyper-parameters replaced (traced values welcome)."""
+    """``opt_state`` with some injected hyper-parameters replaced (traced values welcome).
+
+    Args:
+      opt_state: the state of an optimizer from ``make_optimizer``.
+      values: hyper-parameter name → value, cast to the stored dtype.
+
+    Returns:
+      The state to pass to the optimizer's ``update``: differentiating through that update
+      with respect to ``values`` gives the optimizer-side hypergradients.
+    """
     hyperparams = dict(opt_state.hyperparams)
     for name, value in values.items():
         hyperparams[name] = jnp.asarray(value, hyperparams[name].dtype)

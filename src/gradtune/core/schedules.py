@@ -48,7 +48,20 @@ def _factor(name: str, base: float, warmup_steps: int, total_steps: int) -> Call
 
 
 def parse_schedule(spec: str, base: float, warmup_steps: int = 0, total_steps: int = 1) -> optax.Schedule:
-    """The schedule ``step -> learning rate`` described by ``spec`` (0-based step in)."""
+    """The schedule ``step -> learning rate`` described by ``spec``.
+
+    Args:
+      spec: factors joined by ``*``, e.g. ``"constant * linear_warmup * rsqrt_normalized_decay"``.
+      base: the ``constant`` factor.
+      warmup_steps, total_steps: of the warm-up and decay factors.
+
+    Returns:
+      A function of the 0-based step.
+
+    >>> schedule = parse_schedule("constant * linear_warmup", 1e-3, warmup_steps=10)
+    >>> round(float(schedule(0)), 6), round(float(schedule(9)), 6), round(float(schedule(50)), 6)
+    (0.0001, 0.001, 0.001)
+    """
     names = [part.strip() for part in spec.split("*") if part.strip()]
     if not names:
         raise ValueError(f"empty learning-rate schedule {spec!r}; e.g. 'constant * linear_warmup'")

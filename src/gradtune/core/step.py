@@ -124,6 +124,16 @@ class GuidedTrainer:
             raise ValueError("lazy guided values need GuidedTrainer.rows_present (the rows each batch touches)")
 
     def init(self, params: Any, dtype: jnp.dtype = jnp.float32) -> TrainState:
+        """The training state at step 0.
+
+        Args:
+          params: the model's initial parameters (any pytree).
+          dtype: of the raw guided values.
+
+        Returns:
+          ``TrainState(step=0, params, optimizer state, raw values at their initial values,
+          meta-optimizer state)``.
+        """
         raw = init_raw(self.specs, dtype)
         return TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -176,7 +186,17 @@ class GuidedTrainer:
         return new_params, new_opt_state, metrics, aux
 
     def plain_step(self, state: TrainState, batch: Any, key: jax.Array):
-        """One model update with the guided values held (skipped if the loss is not finite)."""
+        """One model update with the guided values held (skipped if the loss is not finite).
+
+        Args:
+          state: the training state.
+          batch: the training batch, as ``train_loss`` takes it.
+          key: the dropout key of this step.
+
+        Returns:
+          ``(new state, metrics, aux)``: metrics are the train loss, learning rate, gradient
+          norm, each guided value (``value_key``) and ``skipped``; aux is ``train_loss``'s.
+        """
         params, opt_state, metrics, aux = self.lookahead(state.raw, state, batch, key)
         new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
         new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"])
@@ -194,7 +214,18 @@ class GuidedTrainer:
         return guide, hypergrads, updated
 
     def guided_step(self, state: TrainState, batch: Any, guide_batch: Any, key: jax.Array):
-        """One model update plus one meta update of the raw values (steps 1–4)."""
+        """One model update plus one meta update of the raw values (steps 1–4).
+
+        Args:
+          state: the training state.
+          batch: the training batch, as ``train_loss`` takes it.
+          guide_batch: the guide batch, as ``guide_loss`` takes it.
+          key: the dropout key of this step (the same masks in every pass of the step).
+
+        Returns:
+          ``(new state, metrics, aux)``: the plain step's metrics plus the guide loss, each
+          raw hypergradient (``hypergrad/NAME``), and how many entries cleaning replaced.
+        """
         guide, hypergrads, (params, opt_state, metrics, aux) = self.hypergradients(state, batch, guide_batch, key)
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
         extra = {"rows_present": self.rows_present(batch)} if any(s.lazy for s in self.specs) else {}

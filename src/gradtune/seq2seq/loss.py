@@ -30,8 +30,8 @@ def output_token_losses(
     from the states: ``z_y − mean(z) = h·(E[y] − mean(E))``. Same values and gradients (to
     round-off), but the derivative in ε of the gradient no longer passes through the
     (tokens × vocab) logits, so the tangent pass that the exact label-smoothing
-    hypergradient needs skips the output projection (``bench/hypergrad_overhead.py``
-    variant (c), ``tiny``: 68.1 → 59.7 GFLOP a guided step). ``z_y`` itself is still read off
+    hypergradient needs skips the output projection (measured by ``bench/hypergrad_overhead.py``,
+    variant (c); numbers in ``bench/results/``). ``z_y`` itself is still read off
     the logits: its gradient then joins the softmax's in one (tokens × vocab) array, which
     keeps the plain step as fast as before.
     """

@@ -53,8 +53,8 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
 
     The mask is a pure function of ``key``. Its random bits come from XLA's own ThreeFry
     bit generator (``lax.rng_bit_generator``), seeded by the key's data: on CPU that kernel
-    is about 6× faster than ``jax.random.bernoulli`` (ThreeFry written out as array ops),
-    which cost 5–10% of a training step.
+    is much faster than ``jax.random.bernoulli`` (ThreeFry written out as array ops), which
+    cost a noticeable share of a training step (``bench/``; numbers in ``bench/results/``).
     """
     if key is None or rate == 0.0:
         return x
@@ -87,8 +87,8 @@ class Linear(nnx.Linear):
 
     The same function and parameters, but autodiff then differentiates 2-D matrix products:
     on XLA's CPU backend the weight gradient of a (b, s, d) input, a contraction over two
-    axes, ran ~20% slower than the same contraction over one (the ``small`` MLP's
-    forward+backward: 45 → 38 ms).
+    axes, ran slower than the same contraction over one (``bench/throughput.py``; numbers
+    in ``bench/results/``).
     """
 
     def __call__(self, x: jax.Array) -> jax.Array:
