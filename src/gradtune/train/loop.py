@@ -205,8 +205,9 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
             evaluating = (step + 1) % t.eval_every == 0 or step + 1 == t.steps
             saving = evaluating or (step + 1) % t.checkpoint_every == 0 or stop.signal is not None
             if (step + 1) % t.log_every == 0 or saving:
+                records = jax.device_get(pending)  # waits for the steps: the interval's time ends here
                 seconds = time.time() - interval_start
-                intervals.append((write_records(jax.device_get(pending), seconds, log, guard, bar), seconds))
+                intervals.append((write_records(records, seconds, log, guard, bar), seconds))
                 pending, interval_start = [], time.time()
             if evaluating:
                 scores = evaluate_dev(session, state)
