@@ -97,6 +97,10 @@ def test_a_quick_sweep_reports_every_method_on_one_compute_axis(tmp_path, corpus
         assert json.loads((run / "summary.json").read_text())["steps"] == 6
     assert "grid " in printed.out and "lr-free prodigy:" in printed.out
     assert printed.err.count("sweep all: [") == 9  # one progress line per trial
+    # --report: the report of what is finished, no trial run again
+    assert main(["sweep", str(path), "--out", str(out), "--report"]) == 0
+    assert "sweep all: [" not in capsys.readouterr().err
+    assert json.loads((out / "sweep.json").read_text())["methods"]["grid"]["trials"] == 2
 
 
 @pytest.mark.slow

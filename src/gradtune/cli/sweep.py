@@ -39,6 +39,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--storage", metavar="URL", help="an Optuna storage URL (default sqlite:///OUT/sweep.db)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default 1)")
     parser.add_argument("--worker", action="store_true", help="only take trials (another process queues and reports)")
+    parser.add_argument(
+        "--report", action="store_true", help="only write the report of the trials finished so far (run none)"
+    )
 
 
 def sweep_file(name: str) -> Path:
@@ -66,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     argv += [a for item in args.set for a in ("--set", item)] + (["--quick"] if args.quick else [])
     if not args.worker:
         print(f"gradtune: sweep {sweep.name} into {out}", file=sys.stderr)
-    report = run_sweep(sweep, out, args.storage, args.workers, argv, report=not args.worker)
+    if args.report and not (out / "sweep.db").exists() and not args.storage:
+        raise GradtuneError(f"{out} holds no sweep to report; run the sweep first (or give --out and --storage)")
+    report = run_sweep(sweep, out, args.storage, args.workers, argv, report=not args.worker, run_trials=not args.report)
     if report is not None:
         print(format_report(report))
         print(f"wrote {out / 'sweep.json'}, {out / 'efficiency.png'}, {out / 'trajectories.png'}, "

@@ -554,22 +554,25 @@ def run_sweep(
     workers: int = 1,
     worker_argv: list[str] | None = None,
     report: bool = True,
+    run_trials: bool = True,
 ) -> dict | None:
     """Run (or continue) ``sweep`` into ``out`` with ``workers`` local processes sharing its
-    storage; then write and return its report (``report=False``: a worker only)."""
+    storage; then write and return its report (``report=False``: a worker only;
+    ``run_trials=False``: only the report of the trials finished so far)."""
     out.mkdir(parents=True, exist_ok=True)
     url = storage_url or f"sqlite:///{(out / 'sweep.db').absolute()}"
     storage = open_storage(url)
     runner = Runner(sweep, out, storage)
-    if report:  # the first process queues; workers it starts (or that join) only take trials
+    if report and run_trials:  # the first process queues; workers it starts (or that join) only take trials
         runner.queue_fixed()
     helpers = (
         [subprocess.Popen([*worker_argv, "--worker", "--storage", url]) for _ in range(max(workers - 1, 0))]
-        if worker_argv
+        if worker_argv and run_trials
         else []
     )
     try:
-        runner.run()
+        if run_trials:
+            runner.run()
     finally:
         for helper in helpers:
             helper.wait()
