@@ -44,25 +44,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
 
 
-def sweep_file(name: str) -> Path:
-    from gradtune.train.config import CONFIGS
-
-    path = Path(name)
-    if path.exists() or path.parent != Path("."):
-        return path
-    for candidate in (CONFIGS / "sweeps" / name, CONFIGS / "sweeps" / f"{name}.toml"):
-        if candidate.is_file():
-            return candidate
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
     from gradtune.errors import GradtuneError
     from gradtune.experiments.sweep import format_report, read_sweep, run_sweep
 
     if args.workers < 1:
         raise GradtuneError(f"--workers is {args.workers}; give at least 1")
-    path = sweep_file(args.sweep)
+    from gradtune.train.config import CONFIGS, config_file
+
+    path = config_file(args.sweep, CONFIGS / "sweeps")
     sweep = read_sweep(path, "quick" if args.quick else None, tuple(args.set))
     out = Path(args.out or f"runs/sweeps/{sweep.name}{'-quick' if args.quick else ''}")
     argv = [sys.executable, "-m", "gradtune", "sweep", str(path), "--out", str(out)]

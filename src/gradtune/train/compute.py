@@ -27,7 +27,7 @@ class ComputeMeter:
 
     def count(self, kind: str, jitted, state: Any, batch: dict, *rest: Any) -> None:
         """Record one call of step ``kind`` (``jitted(state, batch, *rest)``), before it runs."""
-        key = (kind, tuple(jax.tree.leaves(jax.tree.map(lambda x: x.shape, batch))[:1]))
+        key = (kind, tuple(x.shape for x in jax.tree.leaves(batch)))
         if key not in self.flops:
             self.flops[key] = compiled_flops(jitted, state, batch, *rest)
         self.calls[key] += 1

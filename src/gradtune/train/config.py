@@ -128,12 +128,13 @@ class Config:
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
-def config_file(name: str | Path) -> Path:
-    """The config file ``name``: a path, or the name of a file in ``configs/`` (``.toml`` implied)."""
+def config_file(name: str | Path, folder: Path = CONFIGS) -> Path:
+    """The config file ``name``: a path, or the name of a file in ``folder`` (``configs/``;
+    ``.toml`` implied)."""
     path = Path(name)
     if path.exists() or path.parent != Path("."):
         return path
-    for candidate in (CONFIGS / path, CONFIGS / f"{path}.toml"):
+    for candidate in (folder / path, folder / f"{path}.toml"):
         if candidate.is_file():
             return candidate
     return path
