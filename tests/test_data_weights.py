@@ -125,10 +125,11 @@ def test_lazy_adam_moves_only_present_rows_each_as_adam_on_its_own_steps():
     present = rng.random((steps, n)) < 0.5
     present[:, 4] = False  # a row never seen
     for t in range(steps):
-        step, state = lazy.update(jnp.asarray(grads[t]), state, jnp.asarray(present[t]))
+        step, state = lazy.update(jnp.asarray(grads[t]), state, rows_present=jnp.asarray(present[t]))
         assert np.all(np.asarray(step)[~present[t]] == 0.0)
         raw = raw + np.asarray(step)
-    assert raw[4] == 0.0 and float(state.nu[4]) == 0.0 and int(state.row_count[4]) == 0
+    moments = state[0]  # lazy_adam is chain(scale_by_lazy_adam, scale_by_learning_rate)
+    assert raw[4] == 0.0 and float(moments.nu[4]) == 0.0 and int(moments.row_count[4]) == 0
     for row in range(4):  # optax.adam on the row's own subsequence of gradients
         adam = optax.adam(lr, eps=1e-12)
         ref, ref_state = jnp.zeros(1), adam.init(jnp.zeros(1))
@@ -136,7 +137,7 @@ def test_lazy_adam_moves_only_present_rows_each_as_adam_on_its_own_steps():
             update, ref_state = adam.update(jnp.array([g]), ref_state)
             ref = ref + update
         np.testing.assert_allclose(raw[row], float(ref[0]), rtol=1e-5, atol=1e-7)
-        assert int(state.row_count[row]) == present[:, row].sum()
+        assert int(moments.row_count[row]) == present[:, row].sum()
 
 
 def test_the_guided_step_leaves_absent_example_rows_untouched():
@@ -163,7 +164,7 @@ def test_lazy_adam_step_scale_keeps_the_sizes_of_hypergradients():
     state = lazy.init(jnp.zeros(4))
     grads = jnp.array([1e-6, -4e-6, 2e-6, 5.0])
     present = jnp.array([True, True, True, False])
-    step, state = lazy.update(grads, state, present)
+    step, state = lazy.update(grads, state, rows_present=present)
     rms = np.sqrt(np.mean(np.array([1e-6, -4e-6, 2e-6]) ** 2))
     np.testing.assert_allclose(step, [-0.1e-6 / rms, 0.4e-6 / rms, -0.2e-6 / rms, 0.0], rtol=1e-5)
     with pytest.raises(ValueError, match="scale"):
@@ -234,3 +235,24 @@ def test_config_guides_data_weights_and_cycles_the_guide_batch():
     cfg.guidance.guided = "bucket_weights"
     with pytest.raises(ConfigError, match="carries no such ids"):
         build_trainer(cfg, None, None, None)
+
+
+def test_the_meta_optimizer_steps_dense_values_by_its_base_and_lazy_rows_by_lazy_adam():
+    rng = np.random.default_rng(6)
+    dense = GuidedSpec("learning_rate", 1.0, meta_lr_scale=2.0)
+    rows = GuidedSpec(**{**data_weight_spec("example_weights", [1, 2, 3, 4], lazy=True).__dict__, "meta_lr_scale": 5.0})
+    meta = meta_optimizer([dense, rows], learning_rate=0.1, clip=0.5)
+    adam, lazy = optax.adam(0.1), lazy_adam(0.1, scale="step")
+    raw = {"learning_rate": jnp.zeros(()), "example_weights": jnp.zeros(4)}
+    state, adam_state, lazy_state = meta.init(raw), adam.init(jnp.zeros(())), lazy.init(jnp.zeros(4))
+    for _ in range(3):
+        grads = {"learning_rate": jnp.asarray(rng.normal()), "example_weights": jnp.asarray(rng.normal(size=4))}
+        present = jnp.asarray(rng.random(4) < 0.6)
+        mask = {"learning_rate": jnp.ones((), bool), "example_weights": present}
+        updates, state = meta.update(grads, state, raw, rows_present=mask)
+        clipped = jax.tree.map(lambda g: jnp.clip(g, -0.5, 0.5), grads)
+        want_dense, adam_state = adam.update(clipped["learning_rate"], adam_state)
+        want_rows, lazy_state = lazy.update(clipped["example_weights"], lazy_state, rows_present=present)
+        np.testing.assert_allclose(updates["learning_rate"], 2.0 * want_dense, rtol=1e-6)
+        np.testing.assert_allclose(updates["example_weights"], 5.0 * want_rows, rtol=1e-6)
+        assert np.all(np.asarray(updates["example_weights"])[~np.asarray(present)] == 0.0)

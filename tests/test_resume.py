@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -15,7 +16,7 @@ from conftest import TINY
 
 from gradtune.cli.main import main
 from gradtune.train import loop
-from gradtune.train.checkpoint import complete_steps
+from gradtune.train.checkpoint import CheckpointError, complete_steps, restore_arrays, save_checkpoint
 from gradtune.train.logbook import read_metrics
 from gradtune.train.setup import load_run
 
@@ -163,3 +164,12 @@ def test_a_full_disk_while_checkpointing_is_a_clear_error_and_keeps_the_previous
     assert "checkpoint of step 2 is intact" in err and "Traceback" not in err
     assert complete_steps(run) == [2]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000002", "step_00000002.json"]
+
+
+def test_a_checkpoint_of_another_state_layout_is_a_clear_error(tmp_path):
+    old = {"params": jnp.ones(2), "meta_state": (jnp.ones(3), {"mu": jnp.ones(3)})}
+    save_checkpoint(tmp_path, 4, old, {}, keep=1, best_step=None)
+    new = {"params": jnp.ones(2), "meta_state": ((jnp.ones(3),), jnp.ones(3), jnp.ones(3))}
+    with pytest.raises(CheckpointError, match="another layout"):
+        restore_arrays(tmp_path, 4, new)
+    assert restore_arrays(tmp_path, 4, old)["meta_state"][1]["mu"].shape == (3,)

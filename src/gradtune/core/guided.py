@@ -7,7 +7,7 @@ used by the model or optimizer is ``spec.activation(r)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -114,60 +114,102 @@ def meta_optimizer(
 ) -> optax.GradientTransformation:
     """The optimizer of the raw guided values (default: Adam at ``learning_rate``).
 
+    Composed of optax pieces: ``chain(clip, partition({dense: base, lazy: lazy_adam}),
+    scale by name)``; without lazy specs, simply ``chain(clip, base, scale by name)``.
+
     Args:
       specs: the guided values; each one's ``meta_lr_scale`` multiplies its step after the
         base optimizer, so it really scales the step even for scale-invariant optimizers
         such as Adam.
       learning_rate: the meta step (a schedule of the step count, or a number).
       base: any optax optimizer of the dense values (default ``optax.adam(learning_rate)``).
-      clip: bounds each (cleaned) hypergradient to [−clip, clip] before ``base``.
+      clip: bounds each (cleaned) hypergradient to [−clip, clip] before the optimizer.
       lazy_scale, lazy_b1: of ``lazy_adam``, which steps the lazy specs (per-row vectors)
-        at ``learning_rate`` instead of ``base``; ``update`` then needs
-        ``rows_present={name: bool mask}``.
+        at ``learning_rate`` instead of ``base``; ``update`` then needs ``rows_present``,
+        a bool mask for every value (``True`` for the dense ones; ``GuidedTrainer``
+        fills those in).
 
     Returns:
       An optax transformation of the raw values' hypergradients.
     """
     if base is None:
         base = optax.adam(learning_rate)
-    scales = {s.name: s.meta_lr_scale for s in specs}
-    parts = [optax.clip(clip)] if clip else []
-    parts += [
+    lazy = {s.name for s in specs if s.lazy}
+    if lazy:
+        labels = {s.name: "lazy" if s.name in lazy else "dense" for s in specs}
+        rows = lazy_adam(learning_rate, b1=lazy_b1, scale=lazy_scale)
+        base = optax.partition({"dense": base, "lazy": rows}, labels, mask_compatible_extra_args=True)
+    return optax.chain(
+        *([optax.clip(clip)] if clip else []),
         base,
-        optax.stateless(lambda updates, params=None: {k: scales[k] * u for k, u in updates.items()}),
-    ]
-    dense = optax.chain(*parts)
-    lazy = [s.name for s in specs if s.lazy]
-    if not lazy:
-        return dense
-    rows = lazy_adam(learning_rate, b1=lazy_b1, scale=lazy_scale)
+        scale_by_name({s.name: s.meta_lr_scale for s in specs}),
+    )
 
-    def split(tree):
-        return {k: v for k, v in tree.items() if k not in lazy}, {k: tree[k] for k in lazy}
 
-    def init(params):
-        params_dense, params_lazy = split(params)
-        return dense.init(params_dense), {k: rows.init(p) for k, p in params_lazy.items()}
-
-    def update(updates, state, params=None, *, rows_present):
-        grads_dense, grads_lazy = split(updates)
-        dense_state, lazy_states = state
-        out, dense_state = dense.update(grads_dense, dense_state, split(params)[0] if params is not None else None)
-        lazy_states = dict(lazy_states)
-        for k, g in grads_lazy.items():
-            g = jnp.clip(g, -clip, clip) if clip else g
-            step, lazy_states[k] = rows.update(g, lazy_states[k], rows_present[k])
-            out[k] = scales[k] * step
-        return out, (dense_state, lazy_states)
-
-    return optax.GradientTransformationExtraArgs(init, update)
+def scale_by_name(scales: Mapping[str, float]) -> optax.GradientTransformation:
+    """Multiplies the update of each value in a dict by ``scales[name]``."""
+    return optax.stateless(lambda updates, params=None: {k: scales[k] * u for k, u in updates.items()})
 
 
 class LazyAdamState(NamedTuple):
-    count: jax.Array  # meta steps taken by the whole vector (for the learning-rate schedule)
-    row_count: jax.Array  # meta steps taken by each row (for its bias correction)
-    mu: jax.Array
-    nu: jax.Array
+    row_count: optax.Updates  # meta steps taken by each row (for its bias correction)
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def scale_by_lazy_adam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-12, scale: str = "row"
+) -> optax.GradientTransformationExtraArgs:
+    """Adam's rescaling on the rows of each vector present in a step; the others do not move.
+
+    ``update(updates, state, params=None, *, rows_present)``: ``rows_present`` is a tree of
+    bool masks shaped like ``updates``. Each row keeps its own moments and step count.
+    ``eps`` is small because per-example hypergradients are small (one example's share of
+    a batch's loss).
+
+    Args:
+      b1, b2, eps: as in ``optax.scale_by_adam``.
+      scale: what divides a row's (bias-corrected) first moment.
+
+        * ``"row"``: its own second moment — plain Adam: a row's updates are exactly Adam's
+          on the subsequence of steps it took part in. A row seen a few times then moves by
+          about ±lr per visit whatever its hypergradient's size (Adam's first step is the
+          sign).
+        * ``"step"``: the root mean square of this step's hypergradients over the rows
+          present — one scale shared by the step's rows, so a row whose hypergradient is
+          ten times its neighbours' moves ten times as far, and every step moves the rows
+          by the same total (early steps, whose hypergradients are large and say little, do
+          not outweigh later ones). For per-example weights, whose rows are seen a handful
+          of times, the size of a hypergradient carries most of the information.
+
+    Returns:
+      An optax transformation; absent rows' updates are exactly 0.
+    """
+    if scale not in ("row", "step"):
+        raise ValueError(f"lazy_adam scale is {scale!r}; choose 'row' or 'step'")
+
+    def init(params: optax.Params) -> LazyAdamState:
+        zeros = optax.tree.zeros_like(params)
+        return LazyAdamState(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.int32), params), zeros, zeros)
+
+    def update_row(g, present, row_count, mu, nu):
+        mu = jnp.where(present, b1 * mu + (1 - b1) * g, mu)
+        nu = jnp.where(present, b2 * nu + (1 - b2) * g**2, nu)
+        row_count = row_count + present.astype(jnp.int32)
+        k = jnp.maximum(row_count, 1).astype(g.dtype)
+        second = nu / (1 - b2**k)
+        if scale == "step":  # this step's mean square over the rows present
+            second = jnp.sum(jnp.where(present, g**2, 0.0)) / jnp.maximum(jnp.sum(present), 1)
+        step = (mu / (1 - b1**k)) / (jnp.sqrt(second) + eps)
+        return jnp.where(present, step, 0.0), row_count, mu, nu
+
+    def update(updates, state, params=None, *, rows_present):
+        del params
+        out = jax.tree.map(update_row, updates, rows_present, state.row_count, state.mu, state.nu)
+        step, row_count, mu, nu = jax.tree.transpose(jax.tree.structure(updates), jax.tree.structure((0,) * 4), out)
+        return step, LazyAdamState(row_count, mu, nu)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def lazy_adam(
@@ -176,49 +218,16 @@ def lazy_adam(
     b2: float = 0.999,
     eps: float = 1e-12,
     scale: str = "row",
-) -> LazyRows:
-    """Adam on the rows of a vector that are present in a step; the others do not move.
+) -> optax.GradientTransformationExtraArgs:
+    """Adam that moves only the rows present in a step: ``scale_by_lazy_adam`` then the
+    learning rate, as ``optax.adam`` is ``scale_by_adam`` then the learning rate.
 
-    Each row keeps its own moments and step count. ``eps`` is small because per-example
-    hypergradients are small (one example's share of a batch's loss).
+    Args:
+      learning_rate: a number or a schedule of the meta step count (which counts every
+        meta step, not a row's).
+      b1, b2, eps, scale: of ``scale_by_lazy_adam``.
 
-    ``scale``: what divides a row's (bias-corrected) first moment:
-
-    * ``"row"``: its own second moment — plain Adam: a row's updates are exactly Adam's on
-      the subsequence of steps it took part in. A row seen a few times then moves by about
-      ±lr per visit whatever its hypergradient's size (Adam's first step is the sign).
-    * ``"step"``: the root mean square of this step's hypergradients over the rows present —
-      one scale shared by the step's rows, so a row whose hypergradient is ten times its
-      neighbours' moves ten times as far, and every step moves the rows by the same total
-      (early steps, whose hypergradients are large and say little, do not outweigh later
-      ones). For per-example weights, whose rows are seen a handful of times, the size of
-      a hypergradient carries most of the information.
+    Returns:
+      An optax transformation whose ``update`` needs ``rows_present``.
     """
-    if scale not in ("row", "step"):
-        raise ValueError(f"lazy_adam scale is {scale!r}; choose 'row' or 'step'")
-    schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
-
-    def init(params: jax.Array) -> LazyAdamState:
-        return LazyAdamState(
-            jnp.zeros((), jnp.int32), jnp.zeros(params.shape, jnp.int32), jnp.zeros_like(params), jnp.zeros_like(params)
-        )
-
-    def update(grads: jax.Array, state: LazyAdamState, present: jax.Array):
-        mu = jnp.where(present, b1 * state.mu + (1 - b1) * grads, state.mu)
-        nu = jnp.where(present, b2 * state.nu + (1 - b2) * grads**2, state.nu)
-        row_count = state.row_count + present.astype(jnp.int32)
-        k = jnp.maximum(row_count, 1).astype(grads.dtype)
-        second = nu / (1 - b2**k)
-        if scale == "step":  # this step's mean square over the rows present
-            second = jnp.sum(jnp.where(present, grads**2, 0.0)) / jnp.maximum(jnp.sum(present), 1)
-        step = -schedule(state.count) * (mu / (1 - b1**k)) / (jnp.sqrt(second) + eps)
-        return jnp.where(present, step, 0.0), LazyAdamState(state.count + 1, row_count, mu, nu)
-
-    return LazyRows(init, update)
-
-
-class LazyRows(NamedTuple):
-    """``init(params) -> state`` and ``update(grads, state, present) -> (step, state)``."""
-
-    init: Callable[[jax.Array], LazyAdamState]
-    update: Callable[[jax.Array, LazyAdamState, jax.Array], tuple[jax.Array, LazyAdamState]]
+    return optax.chain(scale_by_lazy_adam(b1, b2, eps, scale), optax.scale_by_learning_rate(learning_rate))

@@ -228,7 +228,10 @@ class GuidedTrainer:
         """
         guide, hypergrads, (params, opt_state, metrics, aux) = self.hypergradients(state, batch, guide_batch, key)
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
-        extra = {"rows_present": self.rows_present(batch)} if any(s.lazy for s in self.specs) else {}
+        extra = {}
+        if any(s.lazy for s in self.specs):  # a mask for every value: all rows of the dense ones
+            rows = self.rows_present(batch)
+            extra["rows_present"] = {s.name: rows[s.name] if s.lazy else jnp.ones(s.shape, bool) for s in self.specs}
         updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
         raw = optax.apply_updates(state.raw, updates)
         metrics = {

@@ -89,8 +89,18 @@ def read_host_state(run_dir: Path, step: int) -> dict:
 def restore_arrays(run_dir: Path, step: int, like: Any) -> Any:
     """The arrays of checkpoint ``step`` in the structure, dtypes and shapes of ``like``."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    path = (checkpoint_dir(run_dir) / f"step_{step:08d}").absolute()
     with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore((checkpoint_dir(run_dir) / f"step_{step:08d}").absolute(), abstract)
+        try:
+            return checkpointer.restore(path, abstract)
+        except ValueError as e:
+            if "tree structures do not match" not in str(e):
+                raise
+            raise CheckpointError(
+                f"the checkpoint {path} holds a training state of another layout than this run's config "
+                "builds (written by an older gradtune, or the config was changed); train it again "
+                f"with this version. Orbax says: {str(e).splitlines()[0]}"
+            ) from e
 
 
 def find_checkpoint(run_dir: Path, which: str = "last") -> int:
