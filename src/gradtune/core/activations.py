@@ -51,6 +51,13 @@ class Activation:
             return self.floor + jax.nn.softplus(s * raw)
         return s * raw
 
+    def describe(self) -> str:
+        """In words: ``exp above 0``, ``sigmoid in (0, 0.4)``, …"""
+        steep = f", steepness {self.steepness:g}" if self.steepness != 1 else ""
+        if self.kind == "sigmoid":
+            return f"sigmoid in ({self.floor:g}, {self.ceiling:g}){steep}"
+        return f"{self.kind} above {self.floor:g}{steep}" if self.kind != "identity" else f"identity{steep}"
+
     def inverse(self, value: float) -> float:
         """The raw value r with act(r) == value; a clear error outside the open range."""
         s = self.steepness

@@ -32,7 +32,8 @@ from flax import nnx
 from gradtune.core import OPTIMIZERS, GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer
 from gradtune.core.data_weights import data_weight_spec
 from gradtune.seq2seq.model import ModelConfig, Transformer
-from gradtune.seq2seq.objectives import LAZY_WEIGHTS, LOSS_VALUES, make_losses, make_rows_present, weight_name
+from gradtune.seq2seq.objectives import LAZY_WEIGHTS, make_losses, make_rows_present, weight_name
+from gradtune.train.guidable import names_of
 from gradtune.train.resolve import default_value_activation
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -106,7 +107,7 @@ def check_optimizer(name: str, seed: int = 0, warmup: int = 3, h: float = 1e-4, 
     params, train_loss, guide_loss = tiny_losses(seed)
     definition = OPTIMIZERS[name]
     fixed = {"learning_rate": 1.0, "label_smoothing": 0.1, **definition.defaults}
-    names = (*definition.guidable, *LOSS_VALUES)
+    names = (*definition.guidable, *names_of("loss"))
     specs = tuple(GuidedSpec(n, fixed[n], default_value_activation(n, fixed[n])) for n in names)
     trainer = GuidedTrainer(
         train_loss, guide_loss, make_optimizer(name, definition.defaults), lambda step: 1e-2, specs,

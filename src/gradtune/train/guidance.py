@@ -15,8 +15,9 @@ import optax
 from gradtune.core import GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer, optimizer_def, parse_schedule
 from gradtune.core.data_weights import data_weight_spec
 from gradtune.errors import ConfigError
-from gradtune.seq2seq.objectives import DATA_WEIGHTS, KINDS, LAZY_WEIGHTS, make_rows_present, weight_name
+from gradtune.seq2seq.objectives import KINDS, LAZY_WEIGHTS, make_rows_present, weight_name
 from gradtune.train.config import Config
+from gradtune.train.guidable import GUIDABLE
 from gradtune.train.resolve import (
     guided_names,
     initial_values,
@@ -61,7 +62,7 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
     cfg = resolve(cfg)  # a no-op on a resolved config; never changes the caller's
     optim = cfg.optim
     fixed = initial_values(cfg)
-    hyperparams = {k: v for k, v in fixed.items() if k not in ("learning_rate", "label_smoothing")}
+    hyperparams = {k: v for k, v in fixed.items() if GUIDABLE[k].side == "optimizer" and k != "learning_rate"}
     static = {name: getattr(optim, name) for name in optimizer_def(optim.optimizer).static_args}
     optimizer = make_optimizer(optim.optimizer, hyperparams, **static)
     schedule = parse_schedule(optim.schedule, optim.learning_rate, optim.warmup_steps, cfg.train.steps)
@@ -69,7 +70,7 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
     names = guided_names(cfg)
     overrides = parse_spec_overrides(cfg.guidance.specs)
     counts = {weight_name(kind): c for kind, c in (weight_counts or {}).items() if kind in KINDS}
-    if missing := [n for n in names if n in DATA_WEIGHTS and n not in counts]:
+    if missing := [n for n in names if GUIDABLE[n].side == "data" and n not in counts]:
         raise ConfigError(f"guided {', '.join(missing)}: the run's data carries no such ids")
     specs = [make_spec(name, fixed.get(name, 1.0), overrides.get(name, {}), counts.get(name)) for name in names]
     meta, meta_schedule = build_meta_optimizer(cfg, specs)

@@ -21,15 +21,14 @@ from typing import Any
 
 import optax
 
-from gradtune.core import OPTIMIZERS, Activation, parse_schedule
-from gradtune.core.defaults import default_activation
+from gradtune.core import Activation, parse_schedule
 from gradtune.core.optimizers import ALL_OPTIMIZERS
 from gradtune.data.hub import hub_config
 from gradtune.data.sources import parse_sources
 from gradtune.errors import ConfigError, GradtuneError
 from gradtune.seq2seq.interface import model_class
-from gradtune.seq2seq.objectives import DATA_WEIGHTS, LOSS_VALUES
 from gradtune.train.config import Config
+from gradtune.train.guidable import GUIDABLE, SIDES, names_of
 from gradtune.train.guide_batches import POLICIES
 
 BUCKETING = ("length", "group")  # data.bucket_by
@@ -183,7 +182,7 @@ def guidable_names(optimizer: str) -> tuple[str, ...]:
     """Every value a run with ``optimizer`` can guide: optimizer-side, loss-side, data weights."""
     if not ALL_OPTIMIZERS[optimizer].guidable_values:
         return ()
-    return (*OPTIMIZERS[optimizer].guidable, *LOSS_VALUES, *DATA_WEIGHTS)
+    return tuple(name for side in SIDES for name in names_of(side, optimizer))
 
 
 def expand_guided(text: str, optimizer: str) -> tuple[str, ...]:
@@ -233,10 +232,15 @@ def parse_spec_overrides(text: str) -> dict[str, dict[str, str]]:
 
 
 def initial_values(cfg: Config) -> dict[str, float]:
-    """The initial (or held) value of every scalar guidable value of a resolved run."""
+    """The initial (or held) value of every scalar guidable value of a resolved run, read
+    from each one's config key (optimizer-side: the values the run's optimizer has)."""
     o = cfg.optim
-    hyperparams = {name: getattr(o, name) for name in ALL_OPTIMIZERS[o.optimizer].defaults}
-    return {"learning_rate": cfg.guidance.lr_multiplier, "label_smoothing": o.label_smoothing, **hyperparams}
+    names = (*ALL_OPTIMIZERS[o.optimizer].defaults, *names_of("loss"))
+    values = {"learning_rate": cfg.guidance.lr_multiplier}
+    for name in names:
+        section, field = GUIDABLE[name].config_key.split(".")
+        values[name] = getattr(getattr(cfg, section), field)
+    return values
 
 
 def value_activation(name: str, init: float, override: dict[str, str]) -> tuple[Activation, float]:
@@ -256,13 +260,8 @@ def value_activation(name: str, init: float, override: dict[str, str]) -> tuple[
 
 
 def default_value_activation(name: str, init: float) -> Activation:
-    """A loss-side value's own activation, data weights' ``exp`` (in (0, 2) if made a
-    sigmoid), or core's default for an optimizer hyper-parameter."""
-    if name in LOSS_VALUES:
-        return LOSS_VALUES[name].activation(init)
-    if name in DATA_WEIGHTS:
-        return Activation("exp", 0.0, 2.0)
-    return default_activation(name, init)
+    """The default activation of guidable value ``name`` (``guidable.GUIDABLE``)."""
+    return GUIDABLE[name].activation(init)
 
 
 def meta_factory(name: str) -> Callable[..., optax.GradientTransformation]:
@@ -309,7 +308,7 @@ def _resolve_guidance(cfg: Config) -> None:
     _at_least(g, "guidance", 1, "guide_every")
     _choice("guidance.guide_batch", g.guide_batch, ("auto", *POLICIES))
     if g.guide_batch == "auto":  # one fixed batch would be overfitted by data weights
-        g.guide_batch = "cycle" if set(names) & set(DATA_WEIGHTS) else "fixed"
+        g.guide_batch = "cycle" if set(names) & set(names_of("data")) else "fixed"
 
 
 def _check_train(cfg: Config) -> None:
