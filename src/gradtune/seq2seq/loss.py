@@ -14,6 +14,7 @@ def token_losses(logits: jax.Array, targets: jax.Array, label_smoothing: jax.Arr
     derivative of ``z_y − mean(z)`` along the look-ahead's direction (a tangent pass over
     the batch; ``output_token_losses`` keeps that pass out of the output projection).
     """
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # bfloat16 logits: the loss in float32
     lse = jax.nn.logsumexp(logits, axis=-1)
     target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     if isinstance(label_smoothing, float) and label_smoothing == 0.0:
@@ -37,7 +38,11 @@ def output_token_losses(
     """
     shape = targets.shape
     hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)  # 2-D products: see model.Linear
-    logits = hidden @ embedding.T
+    if hidden.dtype == embedding.dtype:
+        logits = hidden @ embedding.T
+    else:  # bfloat16 states: the product in bfloat16, accumulated and returned in float32
+        logits = jnp.matmul(hidden, embedding.T.astype(hidden.dtype), preferred_element_type=embedding.dtype)
+        hidden = hidden.astype(embedding.dtype)
     nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
     if isinstance(label_smoothing, float) and label_smoothing == 0.0:
         return nll.reshape(shape)

@@ -32,6 +32,7 @@ class ModelConfig:
     encoder_layers: int = 2
     decoder_layers: int = 2
     dropout: float = 0.1
+    dtype: str = "float32"  # of activations and matmuls: float32 or bfloat16 (parameters keep theirs)
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -46,6 +47,11 @@ def preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
+
+
+def compute_dtype(cfg: ModelConfig, param_dtype) -> jnp.dtype:
+    """The dtype of activations and matmuls: bfloat16 if ``cfg.dtype`` says so, else the parameters'."""
+    return jnp.bfloat16 if cfg.dtype == "bfloat16" else param_dtype
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
@@ -98,10 +104,10 @@ class Linear(nnx.Linear):
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         d, self.heads = cfg.d_model, cfg.num_heads
-        self.query = Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
-        self.key = Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
-        self.value = Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
-        self.out = Linear(d, d, use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.query = Linear(d, d, use_bias=False, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
+        self.key = Linear(d, d, use_bias=False, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
+        self.value = Linear(d, d, use_bias=False, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
+        self.out = Linear(d, d, use_bias=False, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
 
     def __call__(self, x: jax.Array, context: jax.Array, mask: jax.Array) -> jax.Array:
         return self.attend(self.query(x), self.key(context), self.value(context), mask)
@@ -112,14 +118,15 @@ class Attention(nnx.Module):
         split = lambda t: t.reshape(b, -1, self.heads, d // self.heads)  # noqa: E731
         q, k, v = split(q), split(k), split(v)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(d // self.heads).astype(q.dtype)
-        weights = jax.nn.softmax(jnp.where(mask, scores, NEG_INF), axis=-1)
+        wide = jnp.promote_types(scores.dtype, jnp.float32)  # the softmax in float32 (or wider) even in bfloat16
+        weights = jax.nn.softmax(jnp.where(mask, scores.astype(wide), NEG_INF), axis=-1).astype(v.dtype)
         return self.out(jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, q_len, d))
 
 
 class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.up = Linear(cfg.d_model, cfg.mlp_dim, rngs=rngs, dtype=dtype, param_dtype=dtype)
-        self.down = Linear(cfg.mlp_dim, cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.up = Linear(cfg.d_model, cfg.mlp_dim, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
+        self.down = Linear(cfg.mlp_dim, cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
         self.rate = cfg.dropout
 
     def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
@@ -132,9 +139,9 @@ def _keys(key: jax.Array | None, n: int) -> list[jax.Array | None]:
 
 class EncoderLayer(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.norm_attn = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.norm_attn = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
         self.attn = Attention(cfg, rngs, dtype)
-        self.norm_mlp = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.norm_mlp = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
         self.mlp = MLP(cfg, rngs, dtype)
         self.rate = cfg.dropout
 
@@ -147,11 +154,11 @@ class EncoderLayer(nnx.Module):
 
 class DecoderLayer(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.norm_self = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.norm_self = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
         self.self_attn = Attention(cfg, rngs, dtype)
-        self.norm_cross = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.norm_cross = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
         self.cross_attn = Attention(cfg, rngs, dtype)
-        self.norm_mlp = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.norm_mlp = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
         self.mlp = MLP(cfg, rngs, dtype)
         self.rate = cfg.dropout
 
@@ -175,7 +182,8 @@ class DecoderLayer(nnx.Module):
 class Transformer(nnx.Module):
     """Encoder–decoder over token ids; ``__call__`` returns next-token logits.
 
-    ``dtype`` is that of parameters and computation (float64 for exactness checks).
+    ``dtype`` is that of the parameters (float64 for exactness checks); computation is in
+    ``cfg.dtype`` when that is bfloat16, else in ``dtype`` too.
     """
 
     config_class = ModelConfig
@@ -183,14 +191,17 @@ class Transformer(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         self.cfg = cfg
-        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.compute_dtype = compute_dtype(cfg, dtype)
+        self.embed = nnx.Embed(
+            cfg.vocab_size, cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype
+        )
         self.encoder = nnx.List([EncoderLayer(cfg, rngs, dtype) for _ in range(cfg.encoder_layers)])
-        self.encoder_norm = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.encoder_norm = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
         self.decoder = nnx.List([DecoderLayer(cfg, rngs, dtype) for _ in range(cfg.decoder_layers)])
-        self.decoder_norm = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.decoder_norm = nnx.LayerNorm(cfg.d_model, rngs=rngs, dtype=compute_dtype(cfg, dtype), param_dtype=dtype)
 
     def _embed(self, tokens, positions, key):
-        x = self.embed(tokens) * jnp.sqrt(self.cfg.d_model).astype(self.embed.embedding.dtype)
+        x = self.embed(tokens) * jnp.sqrt(self.cfg.d_model).astype(self.compute_dtype)
         x = x + sinusoidal(positions, self.cfg.d_model).astype(x.dtype)
         return dropout(x, self.cfg.dropout, key)
 
@@ -234,7 +245,7 @@ class Transformer(nnx.Module):
 
     def empty_cache(self, batch: int, max_len: int) -> Cache:
         """Self-attention keys and values of every decoder layer for ``max_len`` positions, all zero."""
-        zeros = jnp.zeros((batch, max_len, self.cfg.d_model), self.embed.embedding.dtype)
+        zeros = jnp.zeros((batch, max_len, self.cfg.d_model), self.compute_dtype)
         return [{"k": zeros, "v": zeros} for _ in self.decoder]
 
     def decode_step(

@@ -47,11 +47,16 @@ def complete_steps(run_dir: Path) -> list[int]:
     return sorted(s for s in steps if (folder / f"step_{s:08d}").is_dir())
 
 
-def save_checkpoint(run_dir: Path, step: int, state: Any, host: dict, keep: int, best_step: int | None) -> None:
+def save_checkpoint(
+    run_dir: Path, step: int, state: Any, host: dict, keep: int, best_step: int | None, primary: bool = True
+) -> None:
     """Save ``state`` (a pytree of arrays) and ``host`` (JSON) as step ``step``.
 
     Keeps the newest ``keep`` checkpoints and ``best_step``; on any OS error (a full disk)
     removes what it half-wrote and raises a ``CheckpointError``, leaving older ones intact.
+    With several processes every one calls this (orbax writes each one's shards and
+    finishes the directory once all are done); only the ``primary`` one then writes the
+    JSON that makes the checkpoint complete, and removes old ones.
     """
     folder = checkpoint_dir(run_dir)
     arrays = folder / f"step_{step:08d}"
@@ -60,6 +65,8 @@ def save_checkpoint(run_dir: Path, step: int, state: Any, host: dict, keep: int,
         folder.mkdir(parents=True, exist_ok=True)
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(arrays.absolute(), state, force=True)
+        if not primary:
+            return
         write_json(meta, {"step": step, **host})
     except OSError as e:
         shutil.rmtree(arrays, ignore_errors=True)

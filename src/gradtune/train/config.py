@@ -113,6 +113,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # the newest K, plus the best
     best_metric: str = "dev_loss"  # dev_loss, dev_bleu, dev_chrf or dev_accuracy
     max_nonfinite: int = 5  # stop after this many NaN/inf losses in a row (each update skipped)
+    mesh: str = "data:-1"  # device mesh: data:-1 (every device data-parallel) or e.g. data:2,fsdp:2
 
 
 @dataclass

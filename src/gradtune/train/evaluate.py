@@ -17,7 +17,10 @@ from gradtune.seq2seq.decode import translate_ids
 
 def loss_and_accuracy(eval_counts: Callable, params, batches: Sequence[Batch]) -> dict[str, float]:
     """Token-level loss and accuracy over ``batches`` (padding excluded)."""
-    totals = sum(eval_counts(params, b) for b in batches)
+    totals = 0
+    for batch in batches:  # one at a time: independent programs with collectives, dispatched
+        # together, can deadlock XLA's CPU devices (each device may start a different one)
+        totals = jax.block_until_ready(totals + eval_counts(params, batch))
     loss_sum, correct, tokens = (float(x) for x in jax.device_get(totals))
     return {"loss": loss_sum / max(tokens, 1.0), "accuracy": correct / max(tokens, 1.0)}
 

@@ -14,7 +14,16 @@ class Logbook:
         self.jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
 
+    @classmethod
+    def discard(cls) -> Logbook:
+        """A logbook that writes nothing (the processes of a run but the first)."""
+        book = cls.__new__(cls)
+        book.jsonl, book.tensorboard = None, None
+        return book
+
     def write(self, step: int, metrics: dict[str, float]) -> None:
+        if self.jsonl is None:
+            return
         clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
         self.jsonl.write(json.dumps({"step": step, **clean}) + "\n")
         self.jsonl.flush()
@@ -23,6 +32,8 @@ class Logbook:
                 self.tensorboard.add_scalar(key, value, step)
 
     def close(self) -> None:
+        if self.jsonl is None:
+            return
         self.jsonl.close()
         self.tensorboard.close()
 

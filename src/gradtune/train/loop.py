@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 from gradtune.core import TrainState
@@ -27,10 +28,12 @@ from gradtune.train.compile_cache import enable_compilation_cache
 from gradtune.train.compute import ComputeMeter
 from gradtune.train.config import Config, to_dict
 from gradtune.train.data_weights import write_weights
+from gradtune.train.distributed import is_primary, sync
 from gradtune.train.guidance import Setup
 from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.inputs import TOKENIZER, RunData, load_data, write_data
 from gradtune.train.logbook import Logbook, read_metrics
+from gradtune.train.mesh import batch_sharding, check_batches, make_mesh, place, put, state_shardings
 from gradtune.train.plot import plot_run
 from gradtune.train.resolve import resolve
 from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
@@ -60,17 +63,22 @@ def train(
     start = time.time()
     enable_compilation_cache()
     cfg = resolve(cfg)
-    check_run_dir(run_dir, resume)
+    if is_primary():  # the others would see the directory process 0 makes
+        check_run_dir(run_dir, resume)
     # Everything is built in memory first: bad input leaves no run directory behind.
     session = build_session(cfg, run_dir, prepared, resume)
     state, host = session.initial, HostState(START, {})
     if resume:
         state, saved = restore_latest(run_dir, state)
         host = HostState(StreamState(*saved["data"]), saved["scores"])
-        rewind_metrics(run_dir, int(state.step))
-    else:
+        if is_primary():
+            rewind_metrics(run_dir, int(state.step))
+    elif is_primary():
         create_run_dir(run_dir, cfg, session.data)
+    sync("run directory ready")
     result = run_steps(session, state, host, progress, on_eval)
+    if not is_primary():
+        return {}
     if result.stopped_by is not None and int(result.state.step) < cfg.train.steps:
         print(
             f"gradtune: stopped by {result.stopped_by} after step {int(result.state.step)}; checkpoint saved. "
@@ -97,6 +105,7 @@ class Session:
     model: Any  # the model's config
     graphdef: Any
     setup: Setup
+    mesh: Mesh
     steps: Steps
     initial: TrainState
     shapes: list[tuple[int, int]]
@@ -115,7 +124,13 @@ def build_session(cfg: Config, run_dir: Path, prepared, resume: bool) -> Session
     data = load_data(cfg, prepared, run_dir / TOKENIZER if resume else None)
     shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
     check_fit(data.encoded["train"], shapes)
+    mesh = make_mesh(cfg.train.mesh)
+    train_rows = {"data.batch_rows": d.batch_rows} if not d.batch_tokens else {
+        f"data.batch_tokens / {length}": rows for rows, length in shapes}  # fmt: skip
+    check_batches(mesh, {**train_rows, "data.guide_rows": d.guide_rows, "data.batch_rows (dev)": d.batch_rows})
     model, graphdef, setup, state = build_state(cfg, data.tokenizer.vocab_size(), data.tags.counts)
+    state = place(state, state_shardings(mesh, state))
+    rows = batch_sharding(mesh)
     return Session(
         cfg=cfg,
         run_dir=run_dir,
@@ -123,13 +138,16 @@ def build_session(cfg: Config, run_dir: Path, prepared, resume: bool) -> Session
         model=model,
         graphdef=graphdef,
         setup=setup,
-        steps=make_steps(setup, cfg.train.seed),
+        mesh=mesh,
+        steps=make_steps(setup, cfg.train.seed, mesh, state),
         initial=state,
         shapes=shapes,
         guide_batches=GuideBatches(
             cfg.guidance.guide_batch, data.encoded["guide"], d.guide_rows, d.row_len, cfg.train.seed
         ),
-        dev_batches=list(pack(data.encoded["dev"], range(len(data.encoded["dev"])), d.batch_rows, d.row_len)),
+        dev_batches=[
+            put(b, rows) for b in pack(data.encoded["dev"], range(len(data.encoded["dev"])), d.batch_rows, d.row_len)
+        ],
         eval_counts=jax.jit(make_losses(graphdef).eval_counts),
     )
 
@@ -152,9 +170,9 @@ def evaluate_dev(session: Session, state: TrainState) -> dict[str, float]:
 def save(session: Session, step: int, state: TrainState, host: HostState) -> None:
     """A checkpoint of ``state`` at ``step``, the newest kept and the best by ``train.best_metric``."""
     t = session.cfg.train
-    best = update_best(session.run_dir, step, host.scores, t.best_metric)
+    best = update_best(session.run_dir, step, host.scores, t.best_metric) if is_primary() else None
     payload = {"data": list(host.data), "scores": host.scores}
-    save_checkpoint(session.run_dir, step, state._asdict(), payload, t.keep_checkpoints, best)
+    save_checkpoint(session.run_dir, step, state._asdict(), payload, t.keep_checkpoints, best, is_primary())
 
 
 @dataclass
@@ -175,7 +193,9 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
     g, t = cfg.guidance, cfg.train
     weighted = {k: session.data.tags.tags[k] for k in KINDS if weight_name(k) in setup.guided}
     first_step = int(state.step)
-    log, compute, guard = Logbook(session.run_dir), ComputeMeter(), NonFiniteGuard(session.run_dir, t.max_nonfinite)
+    log = Logbook(session.run_dir) if is_primary() else Logbook.discard()
+    compute, guard = ComputeMeter(), NonFiniteGuard(session.run_dir, t.max_nonfinite)
+    rows = batch_sharding(session.mesh)
     stream = BatchStream(session.data.encoded["train"], session.shapes, t.seed, start=host.data, tags=weighted)
     pending: list[tuple[int, dict]] = []
     intervals: list[tuple[float, float]] = []
@@ -194,11 +214,12 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
             if setup.guided and g.reset_every and step and step % g.reset_every == 0:
                 state = setup.trainer.reset(state)
             if session.is_guided(step):
-                guide = session.guide_batches(epoch, guided_count, batch)
+                batch, guide = put(batch, rows), put(session.guide_batches(epoch, guided_count, batch), rows)
                 compute.count("guided", steps.guided, state, batch, guide)
                 state, metrics, aux = steps.guided(state, batch, guide)
                 guided_count += 1
             else:
+                batch = put(batch, rows)
                 compute.count("plain", steps.plain, state, batch)
                 state, metrics, aux = steps.plain(state, batch)
             pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))

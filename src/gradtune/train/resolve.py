@@ -30,7 +30,9 @@ from gradtune.seq2seq.interface import model_class
 from gradtune.train.config import Config
 from gradtune.train.guidable import GUIDABLE, SIDES, names_of
 from gradtune.train.guide_batches import POLICIES
+from gradtune.train.mesh import parse_mesh
 
+DTYPES = ("float32", "bfloat16")  # model.dtype: of activations and matmuls (parameters stay float32)
 BUCKETING = ("length", "group")  # data.bucket_by
 BEST_METRICS = ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf")  # train.best_metric
 LAZY_SCALES = ("step", "row")  # guidance.lazy_scale
@@ -128,6 +130,8 @@ def _check_model(cfg: Config) -> None:
     for name in ("d_model", "num_heads", "mlp_dim", "encoder_layers", "decoder_layers"):
         value = getattr(merged, name, 1)
         _require(value >= 1, f"model.{name}", value, "be at least 1")
+    if hasattr(merged, "dtype"):
+        _choice("model.dtype", merged.dtype, DTYPES)
     rate = getattr(merged, "dropout", 0.0)
     _require(0 <= rate < 1, "model.dropout", rate, "be in [0, 1)")
     if hasattr(merged, "d_model") and hasattr(merged, "num_heads"):
@@ -327,3 +331,4 @@ def _check_train(cfg: Config) -> None:
     )
     _at_least(t, "train", 0, "bleu_examples", "length_penalty", "seed")
     _choice("train.best_metric", t.best_metric, BEST_METRICS)
+    parse_mesh(t.mesh)  # its sizes are checked against the devices when the run starts

@@ -18,7 +18,7 @@ from gradtune.train.config import Config, to_dict
 # What a resumed run may change: how long it runs and how it reports, not what it trains.
 RESUMABLE_CHANGES = ("train.steps", "train.eval_every", "train.log_every", "train.checkpoint_every",
                      "train.keep_checkpoints", "train.bleu_examples", "train.beam_size", "train.length_penalty",
-                     "train.max_nonfinite")  # fmt: skip
+                     "train.max_nonfinite", "train.mesh")  # fmt: skip
 
 
 class NonFiniteLoss(GradtuneError):
