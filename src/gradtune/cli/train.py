@@ -38,9 +38,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-dir", help="where to write the run (default runs/CORPUS-guided|baseline-TIME)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest complete checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    several = parser.add_argument_group(
+        "several processes (one per machine; see README, Many devices and machines)",
+        "give all three on every process, or none: then a SLURM (srun) or Open MPI (mpirun) launch is "
+        "detected, else the run is one process",
+    )
+    several.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, the same for every process")
+    several.add_argument("--num-processes", type=int, metavar="N", help="how many processes the run has")
+    several.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0 to N-1")
+    several.add_argument(
+        "--join-timeout", type=int, default=120, metavar="S", help="seconds to wait for every process (default 120)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from gradtune.train.distributed import initialize
+
+    initialize(args.coordinator, args.num_processes, args.process_id, args.join_timeout)  # before any JAX work
     from gradtune.train.config import load_config
     from gradtune.train.loop import train
     from gradtune.train.resume import check_compatible
@@ -64,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir or f"runs/{cfg.data.corpus.replace('/', '_')}-{label}-{stamp}")
     print(f"gradtune: training into {run_dir}", file=sys.stderr)
     summary = train(cfg, run_dir, progress=not args.quiet, resume=bool(args.resume))
-    print(format_summary(summary))
+    if summary:  # process 0's; the others write and print nothing
+        print(format_summary(summary))
     return 0
 
 

@@ -13,7 +13,9 @@ they share.
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import time
 
 import jax
 
@@ -65,7 +67,35 @@ def initialize(coordinator: str | None, num_processes: int | None, process_id: i
     if not sep or not host or not port.isdigit():
         raise DistributedError(f"--coordinator {coordinator!r} is not HOST:PORT (e.g. 10.0.0.1:7777)")
     if num_processes > 1:
+        # JAX's runtime ends the process (no exception) when it cannot reach the coordinator:
+        # check first that process 0 can listen and that the others can reach it
+        (_check_can_listen if process_id == 0 else _wait_reachable)(host, int(port), timeout)
         _join(coordinator, num_processes, process_id, timeout)
+
+
+def _check_can_listen(host: str, port: int, timeout: int) -> None:
+    try:
+        with socket.create_server(("", port), reuse_port=False):
+            pass
+    except OSError as e:
+        raise DistributedError(
+            f"process 0 cannot serve as the coordinator on port {port}: {e.strerror or e}; choose a free port"
+        ) from e
+
+
+def _wait_reachable(host: str, port: int, timeout: int) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"the coordinator {host}:{port} could not be reached within {timeout} s ({e.strerror or e}); "
+                    "start process 0 there first (it listens on that port), and check the address"
+                ) from e
+            time.sleep(0.5)
 
 
 def _join(coordinator=None, num_processes=None, process_id=None, timeout: int = 120) -> None:

@@ -33,7 +33,7 @@ from gradtune.train.guidance import Setup
 from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.inputs import TOKENIZER, RunData, load_data, write_data
 from gradtune.train.logbook import Logbook, read_metrics
-from gradtune.train.mesh import batch_sharding, check_batches, make_mesh, place, put, state_shardings
+from gradtune.train.mesh import batch_sharding, check_batches, describe, make_mesh, place, put, state_shardings
 from gradtune.train.plot import plot_run
 from gradtune.train.resolve import resolve
 from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
@@ -61,6 +61,7 @@ def train(
     with the compute so far; an exception it raises ends the run there (a sweep's pruning).
     """
     start = time.time()
+    progress = progress and is_primary()
     enable_compilation_cache()
     cfg = resolve(cfg)
     if is_primary():  # the others would see the directory process 0 makes
@@ -121,13 +122,13 @@ class Session:
 def build_session(cfg: Config, run_dir: Path, prepared, resume: bool) -> Session:
     """Data, tokenizer (a resumed run's own), model, trainer, jitted steps and initial state."""
     d = cfg.data
-    data = load_data(cfg, prepared, run_dir / TOKENIZER if resume else None)
     shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
-    check_fit(data.encoded["train"], shapes)
     mesh = make_mesh(cfg.train.mesh)
     train_rows = {"data.batch_rows": d.batch_rows} if not d.batch_tokens else {
         f"data.batch_tokens / {length}": rows for rows, length in shapes}  # fmt: skip
     check_batches(mesh, {**train_rows, "data.guide_rows": d.guide_rows, "data.batch_rows (dev)": d.batch_rows})
+    data = load_data(cfg, prepared, run_dir / TOKENIZER if resume else None)
+    check_fit(data.encoded["train"], shapes)
     model, graphdef, setup, state = build_state(cfg, data.tokenizer.vocab_size(), data.tags.counts)
     state = place(state, state_shardings(mesh, state))
     rows = batch_sharding(mesh)
@@ -300,6 +301,7 @@ def write_artefacts(session: Session, result: LoopResult, start: float) -> dict:
         dev_pairs=len(data.splits["dev"]),
         tokens_per_second=tokens_per_second(result.intervals),
         compute=result.compute.summary(),
+        mesh=describe(session.mesh, result.state.params),
         train_seconds=result.seconds,
         total_seconds=time.time() - start,
     )

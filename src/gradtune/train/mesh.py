@@ -142,3 +142,18 @@ def place(tree: Any, shardings: Any) -> Any:
     if jax.process_count() == 1:
         return jax.device_put(tree, shardings)
     return put(jax.device_get(tree), shardings)
+
+
+def describe(mesh: Mesh, params: Any) -> dict:
+    """The mesh and how much parameter memory a device holds (``summary.json``'s ``mesh``)."""
+    per_device: dict[int, int] = {}
+    for x in jax.tree.leaves(params):
+        for shard in x.addressable_shards:
+            per_device[shard.device.id] = per_device.get(shard.device.id, 0) + shard.data.nbytes
+    return {
+        "axes": dict(mesh.shape),
+        "devices": mesh.size,
+        "processes": jax.process_count(),
+        "parameter_bytes": sum(x.nbytes for x in jax.tree.leaves(params)),
+        "parameter_bytes_per_device": max(per_device.values(), default=0),
+    }
