@@ -18,6 +18,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 
 from gradtune.errors import GradtuneError
 
@@ -126,3 +127,10 @@ def sync(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is true on any process of the run (every process must call this)."""
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))

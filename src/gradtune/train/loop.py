@@ -28,7 +28,7 @@ from gradtune.train.compile_cache import enable_compilation_cache
 from gradtune.train.compute import ComputeMeter
 from gradtune.train.config import Config, to_dict
 from gradtune.train.data_weights import write_weights
-from gradtune.train.distributed import is_primary, sync
+from gradtune.train.distributed import any_process, is_primary, sync
 from gradtune.train.guidance import Setup
 from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.inputs import TOKENIZER, RunData, load_data, write_data
@@ -208,6 +208,7 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
         stack.callback(log.close)
         stack.callback(stream.close)
         stop = stack.enter_context(stop_requests())
+        stopping = False
         for step in range(first_step, t.steps):
             epoch = stream.state().epoch
             batch = next(stream)
@@ -225,7 +226,10 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
                 state, metrics, aux = steps.plain(state, batch)
             pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
             evaluating = (step + 1) % t.eval_every == 0 or step + 1 == t.steps
-            saving = evaluating or (step + 1) % t.checkpoint_every == 0 or stop.signal is not None
+            stopping = stop.signal is not None
+            if jax.process_count() > 1:  # all processes stop together, at a log step, if any was asked to
+                stopping = (step + 1) % t.log_every == 0 and any_process(stopping)
+            saving = evaluating or (step + 1) % t.checkpoint_every == 0 or stopping
             if (step + 1) % t.log_every == 0 or saving:
                 records = jax.device_get(pending)  # waits for the steps: the interval's time ends here
                 seconds = time.time() - interval_start
@@ -241,10 +245,11 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
                 interval_start = time.time()
             if evaluating and on_eval is not None:
                 on_eval(step + 1, scores, {**compute.summary(), "train_seconds": time.time() - train_start})
-            if stop.signal is not None:
+            if stopping:
                 break
     bar.close()
-    return LoopResult(state, scores, intervals, compute, time.time() - train_start, stop.name if stop.signal else None)
+    stopped_by = (stop.name or "another process") if stopping else None
+    return LoopResult(state, scores, intervals, compute, time.time() - train_start, stopped_by)
 
 
 class NonFiniteGuard:
