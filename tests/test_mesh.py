@@ -210,3 +210,18 @@ def test_a_bfloat16_run_ends_within_three_percent_of_float32(tmp_path):
         scores[dtype] = {k: r[k] for r in last for k in ("train_loss", "dev_loss") if k in r}
     for key in ("train_loss", "dev_loss"):
         assert scores["bfloat16"][key] == pytest.approx(scores["float32"][key], rel=0.03), key
+
+
+def test_a_cluster_launch_is_detected_from_its_environment(monkeypatch):
+    from gradtune.train.distributed import detected_cluster
+
+    for variable in ("SLURM_NTASKS", "SLURM_STEP_ID", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(variable, raising=False)
+    assert detected_cluster() is None
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert detected_cluster() is None  # an sbatch script, not an srun step
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    assert detected_cluster() == "SLURM (srun)"
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    assert detected_cluster() == "Open MPI (mpirun)"
