@@ -6,11 +6,22 @@ import argparse
 import os
 import sys
 
-from gradtune.cli import check_hypergrads, config, evaluate, noisy_corpus, prepare, sweep, train, translate
+from gradtune.cli import check_hypergrads, config, evaluate, noisy_corpus, prepare, pretrain, sweep, train, translate
 from gradtune.cli import filter as filter_command
 from gradtune.errors import GradtuneError
 
-SUBCOMMANDS = (train, config, prepare, translate, evaluate, filter_command, sweep, check_hypergrads, noisy_corpus)
+SUBCOMMANDS = (
+    train,
+    pretrain,
+    config,
+    prepare,
+    translate,
+    evaluate,
+    filter_command,
+    sweep,
+    check_hypergrads,
+    noisy_corpus,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

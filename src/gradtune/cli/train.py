@@ -30,6 +30,17 @@ any data are read; nothing is written until the data, tokenizer and model all st
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = add_command(commands, "train", run, "train a translation model with guided hyper-parameters", EPILOG)
+    add_train_arguments(parser)
+    parser.add_argument(
+        "--init-from",
+        metavar="RUN[:STEP]",
+        help="start from RUN's parameters (at checkpoint STEP: a number, last or best; default last) and its "
+        "tokenizer, with a fresh optimizer and guided state (e.g. a gradtune pretrain run)",
+    )
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``train`` and ``pretrain`` share: config, steps, run directory, resume, processes."""
     add_config_arguments(parser)
     parser.add_argument("--steps", type=int, help="training steps (same as --set train.steps=N)")
     parser.add_argument(
@@ -51,7 +62,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, objective: list[str] = ()) -> int:
+    """Train as ``args`` say; ``objective``: overrides laid under ``--set`` (``pretrain``'s)."""
     from gradtune.train.distributed import initialize
 
     initialize(args.coordinator, args.num_processes, args.process_id, args.join_timeout)  # before any JAX work
@@ -62,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     extra = [] if args.steps is None else [f"train.steps={args.steps}"]
     if args.no_guidance:
         extra.append("guidance.enabled=false")
+    if getattr(args, "init_from", None):
+        if args.resume:
+            raise GradtuneError("--init-from starts a new run; drop it to --resume one")
+        args.set = [*init_from_settings(args.init_from), *args.set]
+    args.set = [*objective, *args.set]
     if args.resume:
         run_dir = Path(args.resume)
         if args.config or args.run_dir:
@@ -83,6 +100,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def init_from_settings(spec: str) -> list[str]:
+    """``train.init_from`` and the source run's vocabulary settings (its tokenizer is reused)."""
+    import json
+
+    from gradtune.train.setup import parse_init_from
+
+    source = parse_init_from(spec)
+    data = json.loads((source.run_dir / "config.json").read_text())["data"]
+    return [f"train.init_from={spec}", f"data.vocab_size={data['vocab_size']}", f"data.sentinels={data['sentinels']}"]
+
+
 def format_summary(summary: dict) -> str:
     lines = [
         f"run           {summary['run_dir']}" + ("" if summary["finished"] else "  (stopped early: resume it)"),
@@ -91,12 +119,13 @@ def format_summary(summary: dict) -> str:
         f"data          {summary['train_pairs']} train / {summary['guide_pairs']} guide / "
         f"{summary['dev_pairs']} dev pairs",
     ]
+    decoding = "greedy" if summary["beam_size"] == 1 else f"beam {summary['beam_size']}"
     if "dev_loss" in summary:
-        decoding = "greedy" if summary["beam_size"] == 1 else f"beam {summary['beam_size']}"
-        lines += [
-            f"dev loss      {summary['dev_loss']:.4f}   token accuracy {summary['dev_accuracy']:.3f}",
-            f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   ({decoding}, dev subset)",
-        ]
+        lines.append(f"dev loss      {summary['dev_loss']:.4f}   token accuracy {summary['dev_accuracy']:.3f}")
+    if "dev_bleu" in summary:
+        lines.append(
+            f"dev BLEU      {summary['dev_bleu']:.2f}   chrF {summary['dev_chrf']:.2f}   ({decoding}, dev subset)"
+        )
     for key, t in summary.items():
         if key.endswith("_trajectory"):
             name = key.removesuffix("_trajectory")

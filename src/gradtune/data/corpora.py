@@ -98,6 +98,24 @@ def _check_file(path: Path) -> None:
         )
 
 
+def read_text_lines(path: Path | str, strict: bool = False) -> tuple[list[str], int]:
+    """The non-empty lines of a monolingual text file (plain, ``.gz`` or ``.xz``), and how many
+    were skipped as not UTF-8; an empty or unreadable file is one error naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, not a text file; give a file with one sentence or document per line")
+    if not path.is_file():
+        raise DataError(f"{path}: no such text file; give a file with one sentence or document per line")
+    numbered = _read_lines(path, str(path), strict)
+    lines = [line.strip() for _, line in numbered if line is not None and line.strip()]
+    invalid = sum(line is None for _, line in numbered)
+    if numbered and invalid == len(numbered):
+        raise DataError(f"{path}: not UTF-8 text (no line decodes); convert it to UTF-8, e.g. with iconv")
+    if not lines:
+        raise DataError(f"{path}: the text file is empty; give a file with one sentence or document per line")
+    return lines, invalid
+
+
 def _finish(name: str, examples: list[Example], lines: int, invalid: int) -> Corpus:
     if lines == 0:
         raise DataError(f"{name}: the corpus is empty; give a file with one pair per line")

@@ -102,7 +102,7 @@ def beam_search(
     return tokens[examples, best][:, 0], scores[examples, best][:, 0]
 
 
-@partial(jax.jit, static_argnames=("graphdef", "beam_size", "bos_id", "eos_id"))
+@partial(jax.jit, static_argnames=("graphdef", "beam_size", "bos_id", "eos_id", "pieces"))
 def translate_ids(
     graphdef: nnx.GraphDef,
     params,
@@ -114,12 +114,14 @@ def translate_ids(
     eos_id: int,
     max_len_a: float = 2.0,
     max_len_b: float = 10.0,
+    pieces: int | None = None,
 ) -> jax.Array:
     """Token ids (batch, src_len) of the translations of ``src`` (batch, src_len; one source
     per row, 0 = padding) by beam search with the Transformer's cached decoder.
 
     A translation has at most min(src_len, a·n + b) tokens, EOS included, for a source of n
-    tokens; an all-padding row ends at once.
+    tokens; an all-padding row ends at once. ``pieces``: only ids below it are chosen (the
+    tokenizer's; the ids above, span-corruption sentinels, are never output).
     """
     model = nnx.merge(graphdef, params)
     batch, max_len = src.shape
@@ -131,6 +133,8 @@ def translate_ids(
 
     def step(tokens, position, cache):
         logits, cache = model.decode_step(memory_kv, beam_seg, tokens, position, cache)
+        if pieces is not None and pieces < logits.shape[-1]:
+            logits = jnp.where(jnp.arange(logits.shape[-1]) < pieces, logits, NEG_INF)
         return jax.nn.log_softmax(logits.astype(jnp.float32)), cache
 
     n = jnp.sum(src_seg, axis=1)

@@ -44,6 +44,11 @@ class DataConfig:
     test_fraction: float = 0.05
     guide_fraction: float = 0.01
     min_guide: int = 500
+    objective: str = "translation"  # translation, or span_corruption (T5-style pre-training; gradtune pretrain)
+    text: str = ""  # span corruption: text files (comma-separated), a sentence per line; "": both sides of corpus
+    noise_density: float = 0.15  # span corruption: share of a text's tokens cut out
+    mean_span: float = 3.0  # span corruption: mean length of a cut-out span
+    sentinels: int = -1  # ids after the tokenizer's pieces, the spans' sentinels; -1: 100 for span corruption, else 0
 
 
 # The model section: the model (``model.name``: a registered one or package.module:Class, see
@@ -113,6 +118,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # the newest K, plus the best
     best_metric: str = "dev_loss"  # dev_loss, dev_bleu, dev_chrf or dev_accuracy
     max_nonfinite: int = 5  # stop after this many NaN/inf losses in a row (each update skipped)
+    init_from: str = ""  # RUN[:STEP]: start from that run's parameters and tokenizer; fresh optimizer state
     mesh: str = "data:-1"  # device mesh: data:-1 (every device data-parallel) or e.g. data:2,fsdp:2
 
 

@@ -54,8 +54,9 @@ def translate(
                 piece_ids = [*encoded[i][: row_len - 1], EOS_ID]
                 ids[row, : len(piece_ids)] = piece_ids
             tokens = translate_ids(
-                graphdef, params, ids, beam_size=beam_size, alpha=alpha, bos_id=BOS_ID, eos_id=EOS_ID
-            )
+                graphdef, params, ids, beam_size=beam_size, alpha=alpha, bos_id=BOS_ID, eos_id=EOS_ID,
+                pieces=tokenizer.vocab_size(),
+            )  # fmt: skip
             for i, row in zip(chunk, np.asarray(tokens).tolist(), strict=False):
                 out[i] = tokenizer.decode(row[: row.index(EOS_ID)] if EOS_ID in row else row)
             bar.update(len(chunk))

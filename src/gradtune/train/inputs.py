@@ -9,9 +9,12 @@ import sentencepiece as spm
 
 from gradtune.data.batching import Encoded, encode_pairs
 from gradtune.data.cleaning import Filters
-from gradtune.data.corpora import Example
+from gradtune.data.corpora import Example, read_text_lines
 from gradtune.data.prepare import Prepared, prepare_splits
+from gradtune.data.span_corruption import corrupted_pairs, pack_texts, text_length
+from gradtune.data.splits import split_examples
 from gradtune.data.tokenizer import train_tokenizer
+from gradtune.errors import DataError
 from gradtune.files import write_bytes, write_json
 from gradtune.train.config import Config, DataConfig
 from gradtune.train.data_weights import DataTags, data_tags, write_counts
@@ -41,6 +44,8 @@ def load_data(cfg: Config, prepared: Prepared | None = None, tokenizer_file: Pat
     """Splits, tokenizer (trained on the training split, or read from ``tokenizer_file``),
     encoded examples and data-weight ids; nothing is written. ``prepared``: splits made by
     the caller instead of from ``cfg.data`` (experiments that build their own data)."""
+    if cfg.data.objective == "span_corruption":
+        return load_span_data(cfg, tokenizer_file)
     d = cfg.data
     prepared = prepared or load_splits(d)
     splits = prepared.splits
@@ -54,6 +59,54 @@ def load_data(cfg: Config, prepared: Prepared | None = None, tokenizer_file: Pat
     }
     tags = data_tags(d, splits["train"], encoded["train"], prepared.corpora)
     return RunData(splits, tokenizer, encoded, tags, prepared.report)
+
+
+def text_splits(d: DataConfig) -> tuple[dict[str, list[str]], dict]:
+    """The monolingual lines of each split: of ``data.text``'s files split by the stable hash
+    of each line, or both sides of ``data.corpus``'s pairs in each pair's own split (so that
+    no dev, test or guide pair of the corpus is ever pre-trained on)."""
+    if not d.text:
+        prepared = load_splits(d)
+        lines = {name: [s for e in split for s in (e.source, e.target)] for name, split in prepared.splits.items()}
+        return lines, {"corpus": d.corpus, **prepared.report}
+    examples, files = [], []
+    for path in (p.strip() for p in d.text.split(",") if p.strip()):
+        lines, invalid = read_text_lines(path, d.strict)
+        files.append({"name": path, "lines": len(lines), "invalid_utf8_skipped": invalid})
+        examples += [Example(line, "", line) for line in lines]
+    splits = split_examples(examples, d.dev_fraction, d.test_fraction, d.guide_fraction, d.min_guide)
+    return {name: [e.source for e in split] for name, split in splits.items()}, {"text": files}
+
+
+def load_span_data(cfg: Config, tokenizer_file: Path | None = None) -> RunData:
+    """The data of a span-corruption run: each split's lines tokenized, packed into texts that
+    fill a row once corrupted, and corrupted (text ``i`` of split ``k`` by the generator of
+    ``(seed, k, i)``, the same every epoch). The tokenizer has ``vocab_size − sentinels``
+    pieces; the sentinels take the ids after them."""
+    d = cfg.data
+    lines, report = text_splits(d)
+    if tokenizer_file is not None:
+        tokenizer = spm.SentencePieceProcessor(model_file=str(tokenizer_file))
+    else:
+        tokenizer = train_tokenizer(lines["train"], d.vocab_size - d.sentinels)
+    length = text_length(d.row_len, d.noise_density, d.mean_span)
+    vocab = tokenizer.vocab_size() + d.sentinels
+    splits, encoded = {}, {}
+    for k, (name, split_lines) in enumerate(lines.items()):
+        texts = list(pack_texts(tokenizer.encode(split_lines), length))
+        encoded[name] = corrupted_pairs(texts, vocab, d.noise_density, d.mean_span, (cfg.train.seed, k))
+        splits[name] = [Example(tokenizer.decode(t.tolist()), "", str(i)) for i, t in enumerate(texts)]
+        if not texts:
+            raise DataError(f"the {name} split has no text to corrupt; give more text (data.text or data.corpus)")
+    report["splits"] = {name: len(texts) for name, texts in splits.items()}
+    report["lines"] = {name: len(split_lines) for name, split_lines in lines.items()}
+    tags = data_tags(d, splits["train"], encoded["train"], ["text"])
+    return RunData(splits, tokenizer, encoded, tags, report)
+
+
+def model_vocab_size(cfg: Config, tokenizer: spm.SentencePieceProcessor) -> int:
+    """The model's vocabulary: the tokenizer's pieces, then the sentinels (``data.sentinels``)."""
+    return tokenizer.vocab_size() + cfg.data.sentinels
 
 
 def write_data(run_dir: Path, data: RunData) -> None:

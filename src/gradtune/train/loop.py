@@ -31,13 +31,13 @@ from gradtune.train.data_weights import write_weights
 from gradtune.train.distributed import any_process, is_primary, sync
 from gradtune.train.guidance import Setup
 from gradtune.train.guide_batches import GuideBatches
-from gradtune.train.inputs import TOKENIZER, RunData, load_data, write_data
+from gradtune.train.inputs import TOKENIZER, RunData, load_data, model_vocab_size, write_data
 from gradtune.train.logbook import Logbook, read_metrics
 from gradtune.train.mesh import batch_sharding, check_batches, describe, make_mesh, place, put, state_shardings
 from gradtune.train.plot import plot_run
 from gradtune.train.resolve import resolve
 from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
-from gradtune.train.setup import build_state
+from gradtune.train.setup import build_state, initial_params, parse_init_from
 from gradtune.train.signals import stop_requests
 from gradtune.train.steps import Steps, make_steps
 
@@ -127,9 +127,12 @@ def build_session(cfg: Config, run_dir: Path, prepared, resume: bool) -> Session
     train_rows = {"data.batch_rows": d.batch_rows} if not d.batch_tokens else {
         f"data.batch_tokens / {length}": rows for rows, length in shapes}  # fmt: skip
     check_batches(mesh, {**train_rows, "data.guide_rows": d.guide_rows, "data.batch_rows (dev)": d.batch_rows})
-    data = load_data(cfg, prepared, run_dir / TOKENIZER if resume else None)
+    source = None if resume or not cfg.train.init_from else parse_init_from(cfg.train.init_from)
+    data = load_data(cfg, prepared, run_dir / TOKENIZER if resume else source.run_dir / TOKENIZER if source else None)
     check_fit(data.encoded["train"], shapes)
-    model, graphdef, setup, state = build_state(cfg, data.tokenizer.vocab_size(), data.tags.counts)
+    model, graphdef, setup, state = build_state(cfg, model_vocab_size(cfg, data.tokenizer), data.tags.counts)
+    if source is not None:  # the source run's parameters; fresh optimizer state and guided values
+        state = setup.trainer.init(initial_params(source, state.params))
     state = place(state, state_shardings(mesh, state))
     rows = batch_sharding(mesh)
     return Session(
@@ -158,6 +161,8 @@ def evaluate_dev(session: Session, state: TrainState) -> dict[str, float]:
     cfg, t = session.cfg, session.cfg.train
     params = evaluation_params(cfg.optim.optimizer, state.opt_state, state.params)
     dev = evaluate.loss_and_accuracy(session.eval_counts, params, session.dev_batches)
+    if cfg.data.objective != "translation":  # the held-out loss of the objective; nothing to translate
+        return {"dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"]}
     examples = session.data.splits["dev"][: t.bleu_examples]
     hyps = evaluate.translate(
         session.data.tokenizer, session.graphdef, params, [e.source for e in examples], cfg.data.row_len,

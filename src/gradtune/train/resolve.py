@@ -25,6 +25,7 @@ from gradtune.core import Activation, parse_schedule
 from gradtune.core.optimizers import ALL_OPTIMIZERS
 from gradtune.data.hub import hub_config
 from gradtune.data.sources import parse_sources
+from gradtune.data.span_corruption import text_length
 from gradtune.errors import ConfigError, GradtuneError
 from gradtune.seq2seq.interface import model_class
 from gradtune.train.config import Config
@@ -32,6 +33,8 @@ from gradtune.train.guidable import GUIDABLE, SIDES, names_of
 from gradtune.train.guide_batches import POLICIES
 from gradtune.train.mesh import parse_mesh
 
+OBJECTIVES = ("translation", "span_corruption")  # data.objective
+DEFAULT_SENTINELS = 100  # data.sentinels = -1 with span corruption
 DTYPES = ("float32", "bfloat16")  # model.dtype: of activations and matmuls (parameters stay float32)
 BUCKETING = ("length", "group")  # data.bucket_by
 BEST_METRICS = ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf")  # train.best_metric
@@ -110,6 +113,24 @@ def _check_data(cfg: Config) -> None:
         "be under 0.5",
     )
     _require(0 <= d.guide_fraction < 0.5, "data.guide_fraction", d.guide_fraction, "be in [0, 0.5)")
+    _choice("data.objective", d.objective, OBJECTIVES)
+    span = d.objective == "span_corruption"
+    if d.sentinels == -1:  # auto
+        d.sentinels = DEFAULT_SENTINELS if span else 0
+    _require(d.sentinels >= 0, "data.sentinels", d.sentinels, "be -1 (automatic) or at least 0")
+    _require(
+        d.vocab_size - d.sentinels > 4, "data.sentinels", d.sentinels, f"leave data.vocab_size ({d.vocab_size}) room"
+    )
+    if span:
+        _require(0 < d.noise_density < 0.5, "data.noise_density", d.noise_density, "be in (0, 0.5)")
+        _require(d.mean_span >= 1, "data.mean_span", d.mean_span, "be at least 1")
+        _require(d.sentinels >= 1, "data.sentinels", d.sentinels, "be at least 1 for span corruption")
+        try:
+            text_length(d.row_len, d.noise_density, d.mean_span)
+        except ValueError as e:
+            raise ConfigError(f"data.row_len: {e}") from e
+    else:
+        _require(not d.text, "data.text", d.text, "be empty unless data.objective is span_corruption")
 
 
 def model_fields(cfg: Config, vocab_size: int) -> Any:
@@ -331,4 +352,6 @@ def _check_train(cfg: Config) -> None:
     )
     _at_least(t, "train", 0, "bleu_examples", "length_penalty", "seed")
     _choice("train.best_metric", t.best_metric, BEST_METRICS)
+    if cfg.data.objective != "translation":
+        _choice("train.best_metric", t.best_metric, ("dev_loss", "dev_accuracy"))  # no BLEU without translation
     parse_mesh(t.mesh)  # its sizes are checked against the devices when the run starts

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import sentencepiece as spm
 from flax import nnx
 
@@ -17,7 +20,7 @@ from gradtune.train.checkpoint import find_checkpoint, restore_arrays
 from gradtune.train.config import Config, load_config
 from gradtune.train.data_weights import read_counts
 from gradtune.train.guidance import Setup, build_trainer
-from gradtune.train.inputs import TOKENIZER, WEIGHT_COUNTS
+from gradtune.train.inputs import TOKENIZER, WEIGHT_COUNTS, model_vocab_size
 from gradtune.train.resolve import model_fields
 
 
@@ -70,9 +73,41 @@ def load_run(run_dir: Path, which: str = "last") -> Run:
     except ConfigError as e:
         raise RunError(f"{run_dir}: its config.json cannot be used ({e})") from e
     tokenizer = spm.SentencePieceProcessor(model_file=str(run_dir / TOKENIZER))
-    built = build_state(cfg, tokenizer.vocab_size(), read_counts(run_dir / WEIGHT_COUNTS))
+    built = build_state(cfg, model_vocab_size(cfg, tokenizer), read_counts(run_dir / WEIGHT_COUNTS))
     step = find_checkpoint(run_dir, which)
     state = TrainState(**restore_arrays(run_dir, step, built.state._asdict()))
     # translate and evaluate use what the run evaluated (schedule-free AdamW: its x sequence)
     params = evaluation_params(cfg.optim.optimizer, state.opt_state, state.params)
     return Run(cfg, tokenizer, built.graphdef, state._replace(params=params))
+
+
+class InitFrom(NamedTuple):
+    run_dir: Path
+    which: str  # last, best or a step
+
+
+def parse_init_from(text: str) -> InitFrom:
+    """``RUN[:STEP]`` (``STEP``: a step number, ``last`` or ``best``; default ``last``), checked to be a run."""
+    run, sep, which = text.rpartition(":")
+    if not sep or not (which.isdigit() or which in ("last", "best")):
+        run, which = text, "last"
+    run_dir = Path(run)
+    missing = [name for name in ("config.json", TOKENIZER) if not (run_dir / name).is_file()]
+    if missing:
+        raise RunError(f"train.init_from: {run_dir} is not a gradtune run (no {missing[0]}); give RUN[:STEP]")
+    return InitFrom(run_dir, which)
+
+
+def initial_params(source: InitFrom, like: Any) -> Any:
+    """The parameters of ``source`` at its checkpoint, checked to have the shapes of ``like``."""
+    params = load_run(source.run_dir, source.which).state.params
+    theirs, ours = jax.tree_util.tree_flatten_with_path(params)[0], jax.tree_util.tree_flatten_with_path(like)[0]
+    for (path, a), (_, b) in zip(theirs, ours, strict=False):
+        if np.shape(a) != np.shape(b):
+            raise RunError(
+                f"train.init_from: {source.run_dir} has parameter {jax.tree_util.keystr(path)} of shape {np.shape(a)}, "
+                f"this run's model {np.shape(b)}: the model's shape or vocabulary differs; use its model settings"
+            )
+    if len(theirs) != len(ours) or jax.tree.structure(params) != jax.tree.structure(like):
+        raise RunError(f"train.init_from: {source.run_dir} holds another model than this run's; use its model settings")
+    return jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), params, like)
