@@ -3,6 +3,7 @@
 import gzip
 import json
 import lzma
+import random
 
 import jax
 import numpy as np
@@ -63,7 +64,7 @@ def test_corruption_of_a_known_mask_and_the_packing_of_short_lines():
     assert targets.tolist() == [99, 12, 13, 98, 16, EOS_ID]
     texts = list(pack_texts([[5, 6, 7], [8], [9, 10, 11], [12]], 4))  # 3-token lines still fill texts
     assert [t.tolist() for t in texts] == [[5, 6, 7, 8], [9, 10, 11, 12]]
-    assert noise_mask(30, 0.15, 3.0, np.random.default_rng(1)).sum() in (4, 5)
+    assert sum(noise_mask(30, 0.15, 3.0, random.Random(1))) in (4, 5)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +134,23 @@ def test_bad_pretraining_input_is_one_line(pretrained, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (args, err)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_quick_pretraining_experiment_compares_three_runs_and_keeps_finished_ones(tmp_path, capsys):
+    out = tmp_path / "experiment"
+    assert main(["pretraining-experiment", "--quick", "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["run"] for r in results["rows"]] == ["fine-tuned from guided", "fine-tuned from held", "from scratch"]
+    assert all(r["dev_sentences"] == 8 and r["dev_loss"] > 0 for r in results["rows"])
+    fine = json.loads((out / "seed0" / "finetune-held" / "config.json").read_text())
+    assert fine["train"]["init_from"] == str(out / "seed0" / "pretrain-held")
+    scratch = out / "seed0" / "scratch"
+    assert (scratch / "tokenizer.model").read_bytes() == (
+        out / "seed0" / "pretrain-guided" / "tokenizer.model"
+    ).read_bytes()
+    guided = json.loads((out / "seed0" / "pretrain-guided" / "config.json").read_text())["guidance"]
+    assert guided["enabled"] and guided["guided"] == "learning_rate,b1,weight_decay"
+    capsys.readouterr()
+    assert main(["pretraining-experiment", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("done already") == 5

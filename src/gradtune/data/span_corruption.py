@@ -18,7 +18,9 @@ Short lines are packed into texts of ``text_length`` tokens *before* corruption,
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -26,12 +28,12 @@ import numpy as np
 from gradtune.data.tokenizer import EOS_ID
 
 
-def span_counts(n: int, density: float, mean_span: float, rng: np.random.Generator) -> tuple[int, int]:
+def span_counts(n: int, density: float, mean_span: float, rng: random.Random) -> tuple[int, int]:
     """(noise tokens, spans) of a text of ``n`` tokens, each rounded at random (up with the
     probability of its fraction), so that over many texts the noise density and the mean
     span length are the asked ones even for short texts; at least one of each, one token kept."""
-    noise = int(np.clip(np.floor(n * density + rng.random()), 1, n - 1))
-    spans = int(np.clip(np.floor(noise / mean_span + rng.random()), 1, min(noise, n - noise)))
+    noise = min(max(math.floor(n * density + rng.random()), 1), n - 1)
+    spans = min(max(math.floor(noise / mean_span + rng.random()), 1), noise, n - noise)
     return noise, spans
 
 
@@ -47,36 +49,37 @@ def text_length(row_len: int, density: float, mean_span: float) -> int:
     raise ValueError(f"rows of {row_len} tokens are too short for span corruption; raise data.row_len")
 
 
-def _segments(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
+def _segments(total: int, parts: int, rng: random.Random) -> list[int]:
     """``total`` split into ``parts`` random lengths ≥ 1 (a uniform random composition)."""
-    cuts = np.sort(rng.choice(np.arange(1, total), parts - 1, replace=False)) if parts > 1 else np.array([], int)
-    return np.diff(np.concatenate([[0], cuts, [total]]))
+    cuts = [0, *sorted(rng.sample(range(1, total), parts - 1)), total]
+    return [b - a for a, b in itertools.pairwise(cuts)]
 
 
-def noise_mask(n: int, density: float, mean_span: float, rng: np.random.Generator) -> np.ndarray:
-    """(n,) bool: which tokens are noise, in spans as T5's ``random_spans_noise_mask``."""
+def noise_mask(n: int, density: float, mean_span: float, rng: random.Random) -> list[bool]:
+    """Which of ``n`` tokens are noise, in spans as T5's ``random_spans_noise_mask``: kept run,
+    span, kept run, span, … (plain Python: the texts are short, and numpy's per-call cost
+    would dominate)."""
     noise, spans = span_counts(n, density, mean_span, rng)
-    noise_lengths, kept_lengths = _segments(noise, spans, rng), _segments(n - noise, spans, rng)
-    mask = np.zeros(n, bool)
-    start = 0
-    for kept, span in zip(kept_lengths, noise_lengths, strict=True):
-        start += kept
-        mask[start : start + span] = True
-        start += span
+    mask: list[bool] = []
+    for kept, span in zip(_segments(n - noise, spans, rng), _segments(noise, spans, rng), strict=True):
+        mask += [False] * kept + [True] * span
     return mask
 
 
-def corrupt(tokens: np.ndarray, mask: np.ndarray, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+def corrupt(tokens: Sequence[int], mask: Sequence[bool], vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(input, target) of ``tokens`` with the spans of ``mask``, each ending with EOS."""
-    starts = mask & ~np.concatenate([[False], mask[:-1]])  # the first token of each span
-    sentinel = vocab_size - 1 - (np.cumsum(starts) - 1)  # of the span each token is in (or after)
-    inputs = np.where(starts, sentinel, tokens)[~mask | starts]
-    # the target: every noise token, each span's sentinel before its first one
-    with_sentinel = np.stack([sentinel, tokens], axis=1)[mask]
-    emitted = np.stack([starts, np.ones_like(mask)], axis=1)[mask]
-    targets = with_sentinel[emitted]
-    eos = np.array([EOS_ID])
-    return np.concatenate([inputs, eos]).astype(np.int32), np.concatenate([targets, eos]).astype(np.int32)
+    inputs, targets, sentinel, in_span = [], [], vocab_size, False
+    for token, noise in zip(tokens, mask, strict=True):
+        if noise:
+            if not in_span:  # a span starts: the next sentinel, on both sides
+                sentinel -= 1
+                inputs.append(sentinel)
+                targets.append(sentinel)
+            targets.append(token)
+        else:
+            inputs.append(token)
+        in_span = noise
+    return np.array([*inputs, EOS_ID], np.int32), np.array([*targets, EOS_ID], np.int32)
 
 
 def pack_texts(lines: Iterable[Sequence[int]], length: int) -> Iterator[np.ndarray]:
@@ -95,8 +98,6 @@ def pack_texts(lines: Iterable[Sequence[int]], length: int) -> Iterator[np.ndarr
 def corrupted_pairs(
     texts: Iterable[np.ndarray], vocab_size: int, density: float, mean_span: float, seed: Sequence[int]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (input, target) pair of each text, text ``i`` corrupted with the generator of ``(*seed, i)``."""
-    return [
-        corrupt(text, noise_mask(len(text), density, mean_span, np.random.default_rng([*seed, i])), vocab_size)
-        for i, text in enumerate(texts)
-    ]
+    """The (input, target) pair of each text, corrupted in order by one generator seeded by ``seed``."""
+    rng = random.Random(int(np.random.SeedSequence(list(seed)).generate_state(1)[0]))
+    return [corrupt(t, noise_mask(len(t), density, mean_span, rng), vocab_size) for t in (x.tolist() for x in texts)]

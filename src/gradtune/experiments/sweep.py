@@ -595,16 +595,22 @@ def best_of(trials: list[dict]) -> dict | None:
 
 def test_scores(run_dir: str, sentences: int, beam: int) -> dict:
     """BLEU and chrF of a run's last checkpoint on its test split (the first ``sentences``; 0 = all)."""
+    return split_scores(run_dir, "test", sentences, beam)
+
+
+def split_scores(run_dir: str, split: str, sentences: int, beam: int) -> dict:
+    """``{split}_bleu``, ``{split}_chrf`` and ``{split}_sentences`` of a run's last checkpoint on
+    one of its splits (the first ``sentences``; 0 = all), by beam search of ``beam``."""
     from gradtune.train.evaluate import scores_and_signatures, translate
     from gradtune.train.inputs import load_splits
     from gradtune.train.setup import load_run
 
     cfg, tokenizer, graphdef, state = load_run(Path(run_dir))
-    examples = load_splits(cfg.data).splits["test"]
+    examples = load_splits(cfg.data).splits[split]
     examples = examples[:sentences] if sentences else examples
     hyps = translate(tokenizer, graphdef, state.params, [e.source for e in examples], cfg.data.row_len, beam_size=beam)
     scores = scores_and_signatures(hyps, [e.target for e in examples])
-    return {"test_bleu": scores["bleu"][0], "test_chrf": scores["chrf"][0], "test_sentences": len(examples)}
+    return {f"{split}_bleu": scores["bleu"][0], f"{split}_chrf": scores["chrf"][0], f"{split}_sentences": len(examples)}
 
 
 def build_report(sweep: Sweep, trials: dict[str, list[dict]], out: Path) -> dict:

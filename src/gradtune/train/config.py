@@ -44,6 +44,7 @@ class DataConfig:
     test_fraction: float = 0.05
     guide_fraction: float = 0.01
     min_guide: int = 500
+    tokenizer: str = ""  # a tokenizer.model file to use instead of training one (e.g. a pre-training run's)
     objective: str = "translation"  # translation, or span_corruption (T5-style pre-training; gradtune pretrain)
     text: str = ""  # span corruption: text files (comma-separated), a sentence per line; "": both sides of corpus
     noise_density: float = 0.15  # span corruption: share of a text's tokens cut out

@@ -44,6 +44,7 @@ def load_data(cfg: Config, prepared: Prepared | None = None, tokenizer_file: Pat
     """Splits, tokenizer (trained on the training split, or read from ``tokenizer_file``),
     encoded examples and data-weight ids; nothing is written. ``prepared``: splits made by
     the caller instead of from ``cfg.data`` (experiments that build their own data)."""
+    tokenizer_file = tokenizer_file or given_tokenizer(cfg.data)
     if cfg.data.objective == "span_corruption":
         return load_span_data(cfg, tokenizer_file)
     d = cfg.data
@@ -59,6 +60,16 @@ def load_data(cfg: Config, prepared: Prepared | None = None, tokenizer_file: Pat
     }
     tags = data_tags(d, splits["train"], encoded["train"], prepared.corpora)
     return RunData(splits, tokenizer, encoded, tags, prepared.report)
+
+
+def given_tokenizer(d: DataConfig) -> Path | None:
+    """``data.tokenizer``, checked to be a file; None when the run trains its own."""
+    if not d.tokenizer:
+        return None
+    path = Path(d.tokenizer)
+    if not path.is_file():
+        raise DataError(f"data.tokenizer {path}: no such file; give a tokenizer.model, e.g. another run's")
+    return path
 
 
 def text_splits(d: DataConfig) -> tuple[dict[str, list[str]], dict]:
@@ -80,8 +91,8 @@ def text_splits(d: DataConfig) -> tuple[dict[str, list[str]], dict]:
 
 def load_span_data(cfg: Config, tokenizer_file: Path | None = None) -> RunData:
     """The data of a span-corruption run: each split's lines tokenized, packed into texts that
-    fill a row once corrupted, and corrupted (text ``i`` of split ``k`` by the generator of
-    ``(seed, k, i)``, the same every epoch). The tokenizer has ``vocab_size − sentinels``
+    fill a row once corrupted, and corrupted (split ``k`` by one generator seeded by
+    ``(seed, k)``, the same every epoch). The tokenizer has ``vocab_size − sentinels``
     pieces; the sentinels take the ids after them."""
     d = cfg.data
     lines, report = text_splits(d)
