@@ -6,14 +6,25 @@ import argparse
 import os
 import sys
 
-from gradtune.cli import check_hypergrads, config, evaluate, noisy_corpus, prepare, pretrain, sweep, train, translate
+from gradtune.cli import (
+    check_hypergrads,
+    config,
+    evaluate,
+    noisy_corpus,
+    prepare,
+    pretrain,
+    report,
+    sweep,
+    train,
+    translate,
+)
 from gradtune.cli import filter as filter_command
 from gradtune.cli import pretraining_experiment as pretraining
 from gradtune.errors import GradtuneError
 
 SUBCOMMANDS = (
     train, pretrain, config, prepare, translate, evaluate, filter_command, sweep, check_hypergrads, noisy_corpus,
-    pretraining,
+    pretraining, report,
 )  # fmt: skip
 
 

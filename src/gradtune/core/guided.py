@@ -189,8 +189,8 @@ def scale_by_lazy_adam(
         raise ValueError(f"lazy_adam scale is {scale!r}; choose 'row' or 'step'")
 
     def init(params: optax.Params) -> LazyAdamState:
-        zeros = optax.tree.zeros_like(params)
-        return LazyAdamState(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.int32), params), zeros, zeros)
+        counts = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.int32), params)
+        return LazyAdamState(counts, optax.tree.zeros_like(params), optax.tree.zeros_like(params))  # apart: donated
 
     def update_row(g, present, row_count, mu, nu):
         mu = jnp.where(present, b1 * mu + (1 - b1) * g, mu)

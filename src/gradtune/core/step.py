@@ -142,14 +142,14 @@ class GuidedTrainer:
             # and the jitted steps donate the state, which may not hold one buffer twice
             opt_state=jax.tree.map(jnp.copy, self.optimizer.init(params)),
             raw=raw,
-            meta_state=self.meta_optimizer.init(raw),
+            meta_state=jax.tree.map(jnp.copy, self.meta_optimizer.init(raw)),  # no buffer twice (donation)
         )
 
     def reset(self, state: TrainState) -> TrainState:
         """``state`` with the guided values back at their initial values, meta state fresh."""
         dtype = jax.tree.leaves(state.raw)[0].dtype if state.raw else jnp.float32
         raw = init_raw(self.specs, dtype)
-        return state._replace(raw=raw, meta_state=self.meta_optimizer.init(raw))
+        return state._replace(raw=raw, meta_state=jax.tree.map(jnp.copy, self.meta_optimizer.init(raw)))
 
     def values(self, raw: Raw) -> dict[str, jax.Array]:
         """Every value in use: the fixed ones overridden by the guided ones."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sys
 import time
@@ -42,6 +43,7 @@ from gradtune.train.signals import stop_requests
 from gradtune.train.steps import Steps, make_steps
 
 OnEval = Callable[[int, dict, dict], None]
+SCORES = ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf")  # a run's final scores
 
 
 def train(
@@ -316,7 +318,24 @@ def write_artefacts(session: Session, result: LoopResult, start: float) -> dict:
         total_seconds=time.time() - start,
     )
     write_json(run_dir / "summary.json", summary)
+    write_hparams(run_dir, cfg, summary)
     return summary
+
+
+def write_hparams(run_dir: Path, cfg: Config, summary: dict) -> None:
+    """The run's config and final scores as TensorBoard HParams (``tensorboard --logdir runs``
+    compares runs by them), in ``tensorboard/hparams``."""
+    from tensorboardX import SummaryWriter
+    from tensorboardX.summary import hparams as hparams_summary
+
+    flat = {f"{section}.{key}": value for section, values in to_dict(cfg).items() for key, value in values.items()}
+    hparams = {k: v if isinstance(v, bool | int | float | str) else json.dumps(v) for k, v in flat.items()}
+    scores = {f"final/{k}": float(summary[k]) for k in SCORES if k in summary}
+    with SummaryWriter(str(run_dir / "tensorboard" / "hparams")) as writer:
+        for part in hparams_summary(hparams, scores):
+            writer.file_writer.add_summary(part)
+        for key, value in scores.items():
+            writer.add_scalar(key, value, summary["steps"])
 
 
 def create_run_dir(run_dir: Path, cfg: Config, data: RunData) -> None:
