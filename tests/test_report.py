@@ -14,23 +14,20 @@ from gradtune.cli.main import main
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "results" / "sweeps" / "lt-en-label-smoothing"  # committed: table and plots (its trials live in runs/)
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+DEMO_RUNS = ("held", "learning-rate", "b1", "learning-rate-b1", "all-label-smoothing")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report")
-    common = ["--config", str(TINY_CONFIG), "--quiet", "--steps", "6", "--set", "eval_every=3", "--set",
-              "log_every=1", "--set", "bleu_examples=2"]  # fmt: skip
-    assert main(["train", *common, "--no-guidance", "--run-dir", str(root / "held")]) == 0
-    assert main(["train", *common, "--set", "guided=learning_rate,b1,bucket_weights,example_weights",
-                 "--run-dir", str(root / "guided")]) == 0  # fmt: skip
-    return root
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    return out
 
 
 @pytest.fixture(scope="module")
-def report(runs):
-    out = runs / "report.html"
-    assert main(["report", str(runs / "held"), str(runs / "guided"), str(SWEEP), "--out", str(out)]) == 0
+def report(demo):
+    out = demo / "with-sweep.html"
+    assert main(["report", *(str(demo / run) for run in DEMO_RUNS), str(SWEEP), "--out", str(out)]) == 0
     return out
 
 
@@ -47,15 +44,35 @@ def external_references(page: str) -> list[str]:
 
 
 @pytest.mark.slow
+def test_the_demo_writes_its_five_runs_and_their_report_and_keeps_finished_runs(demo, capsys):
+    assert all((demo / run / "summary.json").is_file() for run in DEMO_RUNS)
+    page = (demo / "report.html").read_text(encoding="utf-8")
+    assert all(f"<td>{run}</td>" in page for run in DEMO_RUNS)
+    assert main(["demo", "--quick", "--quiet", "--out", str(demo)]) == 0
+    assert capsys.readouterr().out.count("done already") == 5
+
+
+@pytest.mark.slow
 def test_the_report_is_one_offline_page_with_the_runs_table_figures_and_the_sweep(report):
     page = report.read_text(encoding="utf-8")
     assert not external_references(page)  # plotly.js, styles and images inline: nothing fetched
     assert "<th>guidance.enabled</th>" in page and "<th>guidance.guided</th>" in page  # the keys that differ
-    assert "learning_rate 1 →" in page  # a guided value's start → end
-    for title in ("Losses", "Effective learning rate", "Guided b1", "Guided bucket_weights", "example weights"):
+    assert "learning_rate 1 →" in page and "label_smoothing 0.1 →" in page  # guided values' start → end
+    for title in ("Losses", "Effective learning rate", "Guided b1", "Guided label_smoothing", "Guided eps"):
         assert title in page, title
     assert "Sweep lt-en-label-smoothing" in page and page.count('<img alt="') == 3
     assert "label_smoothing=0.025" in page  # the sweep's best trial
+
+
+@pytest.mark.slow
+def test_data_weights_are_drawn_over_time_and_as_a_histogram(tmp_path):
+    run = tmp_path / "weights"
+    assert main(["train", "--config", str(TINY_CONFIG), "--quiet", "--steps", "3", "--set", "eval_every=3",
+                 "--set", "bleu_examples=2", "--set", "guided=bucket_weights,example_weights",
+                 "--set", "num_buckets=3", "--run-dir", str(run)]) == 0  # fmt: skip
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Guided bucket_weights (one line per row)" in page and "Learned example weights" in page
 
 
 def test_a_folder_that_is_not_a_run_nor_a_sweep_is_one_line(tmp_path, capsys):
@@ -76,8 +93,8 @@ def _events(folder: Path) -> list:
 
 
 @pytest.mark.slow
-def test_each_run_logs_its_config_and_final_scores_as_tensorboard_hparams(runs):
-    events = _events(runs / "guided" / "tensorboard" / "hparams")
+def test_each_run_logs_its_config_and_final_scores_as_tensorboard_hparams(demo):
+    events = _events(demo / "learning-rate-b1" / "tensorboard" / "hparams")
     tags = {v.tag for e in events for v in e.summary.value}
     assert {"_hparams_/experiment", "_hparams_/session_start_info", "final/dev_loss"} <= tags
     start = next(v for e in events for v in e.summary.value if v.tag == "_hparams_/session_start_info")

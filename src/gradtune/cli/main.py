@@ -9,6 +9,7 @@ import sys
 from gradtune.cli import (
     check_hypergrads,
     config,
+    demo,
     evaluate,
     noisy_corpus,
     prepare,
@@ -24,7 +25,7 @@ from gradtune.errors import GradtuneError
 
 SUBCOMMANDS = (
     train, pretrain, config, prepare, translate, evaluate, filter_command, sweep, check_hypergrads, noisy_corpus,
-    pretraining, report,
+    pretraining, report, demo,
 )  # fmt: skip
 
 

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gradtune.errors import GradtuneError
+from gradtune.experiments.runs import read_experiment_file, run_once
 from gradtune.experiments.sweep import split_scores
 from gradtune.files import write_json
-from gradtune.train.config import CONFIGS, config_file, load_config
-from gradtune.train.loop import train
 
 CONFIG = "pretraining"
 ARMS = ("guided", "held")
@@ -54,24 +52,9 @@ class Experiment:
     dev_sentences: int
 
 
-def _merge(tree: dict, over: dict) -> dict:
-    out = dict(tree)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def read_experiment(name: str | Path, quick: bool = False) -> Experiment:
     """The experiment of a TOML file (a path or a name in ``configs/experiments/``), its quick overlay laid over it."""
-    path = config_file(name)
-    if not path.exists() and (CONFIGS / "experiments" / f"{name}.toml").is_file():
-        path = CONFIGS / "experiments" / f"{name}.toml"
-    try:
-        tree = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise GradtuneError(f"{path}: cannot read the experiment ({e})") from e
-    if quick:
-        tree = _merge(tree, tree.get("overlays", {}).get("quick", {}))
+    path, tree = read_experiment_file(name, quick)
     try:
         e, p, f, r = tree["experiment"], tree["pretrain"], tree["finetune"], tree.get("report", {})
         return Experiment(
@@ -92,20 +75,6 @@ def read_experiment(name: str | Path, quick: bool = False) -> Experiment:
         ) from e
 
 
-def _run(label: str, run_dir: Path, config: str, sets: list[str], progress: bool) -> dict:
-    """A run, or the summary of the finished run already there."""
-    summary = run_dir / "summary.json"
-    if summary.exists() and json.loads(summary.read_text()).get("finished"):
-        print(f"  {label}: done already ({run_dir})")
-        return json.loads(summary.read_text())
-    if run_dir.exists():  # a run cut short: its checkpoints make resume exact
-        result = train(load_config(run_dir / "config.json", sets), run_dir, progress=progress, resume=True)
-    else:
-        result = train(load_config(config_file(config), sets), run_dir, progress=progress)
-    print(f"  {label}: dev loss {result['dev_loss']:.4f} ({result['train_seconds']:.0f} s)")
-    return result
-
-
 def run_experiment(experiment: Experiment, out: Path, progress: bool = False) -> dict:
     """Every run of the experiment into ``out``; writes and returns ``results.json``."""
     start = time.time()
@@ -119,7 +88,7 @@ def run_experiment(experiment: Experiment, out: Path, progress: bool = False) ->
             sets = [*base, "data.objective=span_corruption", f"train.steps={experiment.pretrain_steps}",
                     f"guidance.guided={experiment.guided}", f"guidance.enabled={arm == 'guided'}",
                     *experiment.pretrain_set]  # fmt: skip
-            pre[arm] = _run(f"pre-train, {arm}", folder / f"pretrain-{arm}", experiment.config, sets, progress)
+            pre[arm] = run_once(f"pre-train, {arm}", folder / f"pretrain-{arm}", experiment.config, sets, progress)
         tuning = [*base, f"train.steps={experiment.finetune_steps}", "guidance.enabled=false", *experiment.finetune_set]
         vocab = json.loads((folder / "pretrain-guided" / "config.json").read_text())["data"]
         same_vocab = [f"data.vocab_size={vocab['vocab_size']}", f"data.sentinels={vocab['sentinels']}"]
@@ -131,7 +100,7 @@ def run_experiment(experiment: Experiment, out: Path, progress: bool = False) ->
         runs["from scratch"] = (folder / "scratch", [*tuning, *same_vocab,
                                 f"data.tokenizer={folder / 'pretrain-guided' / 'tokenizer.model'}"])  # fmt: skip
         for name, (run_dir, sets) in runs.items():
-            summary = _run(name, run_dir, experiment.config, sets, progress)
+            summary = run_once(name, run_dir, experiment.config, sets, progress)
             scores = split_scores(str(run_dir), "dev", experiment.dev_sentences, experiment.beam)
             arm = name.rsplit(" ", 1)[-1] if name.startswith("fine") else None
             rows.append({

@@ -1,0 +1,47 @@
+"""What the experiments share: their TOML files with a quick overlay, and runs kept once finished."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from gradtune.errors import GradtuneError
+from gradtune.train.config import CONFIGS, config_file, load_config
+from gradtune.train.loop import train
+
+
+def merge(tree: dict, over: dict) -> dict:
+    """``tree`` with ``over`` laid over it, table by table."""
+    out = dict(tree)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_experiment_file(name: str | Path, quick: bool = False) -> tuple[Path, dict]:
+    """An experiment's TOML (a path, or a name in ``configs/experiments/``), ``[overlays.quick]``
+    laid over it when ``quick``."""
+    path = config_file(name)
+    if not path.exists() and (CONFIGS / "experiments" / f"{name}.toml").is_file():
+        path = CONFIGS / "experiments" / f"{name}.toml"
+    try:
+        tree = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise GradtuneError(f"{path}: cannot read the experiment ({e})") from e
+    return path, merge(tree, tree.get("overlays", {}).get("quick", {})) if quick else tree
+
+
+def run_once(label: str, run_dir: Path, config: str, sets: list[str], progress: bool) -> dict:
+    """A run into ``run_dir``; the summary of the finished run already there, or the run cut
+    short there resumed (its checkpoints make that exact)."""
+    summary = run_dir / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("finished"):
+        print(f"  {label}: done already ({run_dir})")
+        return json.loads(summary.read_text())
+    if (run_dir / "config.json").exists():
+        result = train(load_config(run_dir / "config.json", sets), run_dir, progress=progress, resume=True)
+    else:
+        result = train(load_config(config_file(config), sets), run_dir, progress=progress)
+    print(f"  {label}: dev loss {result['dev_loss']:.4f} ({result['train_seconds']:.0f} s)")
+    return result
