@@ -1,5 +1,6 @@
 """`gradtune report`: one offline HTML page of runs and sweeps, checked in headless Chromium; HParams."""
 
+import os
 import shutil
 import struct
 from html.parser import HTMLParser
@@ -134,3 +135,26 @@ def test_the_report_draws_every_figure_in_headless_chromium_without_console_erro
         assert (tmp_path / "report.png").stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_every_cell_at_quick_settings(demo, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(ROOT / "notebooks" / "demo.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # stored clean
+    # The demo fixture's runs are there already: the notebook's demo cell finds them done.
+    os.environ.update(GRADTUNE_NOTEBOOK_QUICK="1", GRADTUNE_NOTEBOOK_OUT=str(demo))
+    try:
+        NotebookClient(
+            notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
+    finally:
+        for name in ("GRADTUNE_NOTEBOOK_QUICK", "GRADTUNE_NOTEBOOK_OUT"):
+            os.environ.pop(name, None)
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "done already" in text and "dev loss" in text and "→" in text
+    assert any(
+        "application/vnd.plotly.v1+json" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", [])
+    )
