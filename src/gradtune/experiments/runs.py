@@ -43,5 +43,7 @@ def run_once(label: str, run_dir: Path, config: str, sets: list[str], progress: 
         result = train(load_config(run_dir / "config.json", sets), run_dir, progress=progress, resume=True)
     else:
         result = train(load_config(config_file(config), sets), run_dir, progress=progress)
+    if not result.get("finished"):  # stopped by a signal: the experiment stops too, to go on later
+        raise GradtuneError(f"{label} stopped at step {result['steps']}; start the experiment again to go on")
     print(f"  {label}: dev loss {result['dev_loss']:.4f} ({result['train_seconds']:.0f} s)")
     return result
