@@ -34,8 +34,16 @@ from gradtune.train.guidance import Setup
 from gradtune.train.guide_batches import GuideBatches
 from gradtune.train.inputs import TOKENIZER, RunData, load_data, model_vocab_size, write_data
 from gradtune.train.logbook import Logbook, read_metrics
-from gradtune.train import mesh as layout
-from gradtune.train.mesh import batch_sharding, check_batches, describe, make_mesh, place, put, state_shardings
+from gradtune.train.mesh import (
+    batch_sharding,
+    check_batches,
+    describe,
+    make_mesh,
+    place,
+    put,
+    replicated,
+    state_shardings,
+)
 from gradtune.train.plot import plot_run
 from gradtune.train.resolve import resolve
 from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
@@ -222,10 +230,7 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
             batch = next(stream)
             position = stream.state()  # consumed, not prefetched: where a resume starts
             if setup.guided and g.reset_every and step and step % g.reset_every == 0:
-                fresh, everywhere = (
-                    setup.trainer.reset(state),
-                    replicated(session.mesh),
-                )  # laid out as the steps take it
+                fresh, everywhere = setup.trainer.reset(state), replicated(session.mesh)  # as the steps take it
                 state = fresh._replace(raw=place(fresh.raw, everywhere), meta_state=place(fresh.meta_state, everywhere))
             if session.is_guided(step):
                 batch, guide = put(batch, rows), put(session.guide_batches(epoch, guided_count, batch), rows)
