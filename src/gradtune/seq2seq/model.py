@@ -51,7 +51,9 @@ def preset(name: str, **overrides) -> ModelConfig:
 
 def compute_dtype(cfg: ModelConfig, param_dtype) -> jnp.dtype:
     """The dtype of activations and matmuls: bfloat16 if ``cfg.dtype`` says so, else the parameters'."""
-    return jnp.bfloat16 if cfg.dtype == "bfloat16" else param_dtype
+    return (
+        jnp.bfloat16 if getattr(cfg, "dtype", "float32") == "bfloat16" else param_dtype
+    )  # a user's config may lack it
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
