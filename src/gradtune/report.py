@@ -28,6 +28,7 @@ from plotly.offline import get_plotlyjs
 from gradtune.core.step import parse_value_key
 from gradtune.errors import GradtuneError
 from gradtune.files import write_text
+from gradtune.train.config import flat
 from gradtune.train.logbook import read_metrics
 
 SWEEP_PLOTS = ("efficiency.png", "trajectories.png", "final_vs_start.png")
@@ -53,10 +54,6 @@ class SweepReport:
     name: str
     path: Path
     report: dict
-
-
-def _flat(config: dict) -> dict:
-    return {f"{section}.{key}": value for section, values in config.items() for key, value in values.items()}
 
 
 def load_inputs(paths: list[Path]) -> tuple[list[Run], list[SweepReport]]:
@@ -90,7 +87,7 @@ def _run(path: Path, name: str, extra: dict | None = None) -> Run:
 
 def differing_keys(runs: list[Run]) -> list[str]:
     """The config keys whose values are not the same in every run (run_dir-like keys left out)."""
-    flats = [_flat(r.config) for r in runs]
+    flats = [flat(r.config) for r in runs]
     keys = sorted({k for f in flats for k in f})
     return [k for k in keys if len({json.dumps(f.get(k)) for f in flats}) > 1]
 
@@ -191,13 +188,13 @@ def runs_table(runs: list[Run]) -> str:
                "guided values (start → end)"]  # fmt: skip
     rows = []
     for run in runs:
-        flat, s = _flat(run.config), run.summary
+        values, s = flat(run.config), run.summary
         guided = "; ".join(
             f"{key.removesuffix('_trajectory')} {t['start']:.3g} → {t['end']:.3g}"
             for key, t in s.items()
             if key.endswith("_trajectory")
         )
-        cells = [run.name, *(flat.get(k) for k in keys), s.get("steps"), s.get("dev_loss"), s.get("dev_bleu"),
+        cells = [run.name, *(values.get(k) for k in keys), s.get("steps"), s.get("dev_loss"), s.get("dev_bleu"),
                  s.get("dev_chrf"), run.extra.get("test_bleu"), run.extra.get("test_chrf"),
                  s.get("tokens_per_second"), guided or None]  # fmt: skip
         rows.append("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in cells) + "</tr>")

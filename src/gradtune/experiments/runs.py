@@ -7,16 +7,9 @@ import tomllib
 from pathlib import Path
 
 from gradtune.errors import GradtuneError
+from gradtune.experiments.sweep import merge
 from gradtune.train.config import CONFIGS, config_file, load_config
 from gradtune.train.loop import train
-
-
-def merge(tree: dict, over: dict) -> dict:
-    """``tree`` with ``over`` laid over it, table by table."""
-    out = dict(tree)
-    for key, value in over.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def read_experiment_file(name: str | Path, quick: bool = False) -> tuple[Path, dict]:

@@ -135,10 +135,11 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _merge(tree: dict, over: dict) -> dict:
+def merge(tree: dict, over: dict) -> dict:
+    """``tree`` with ``over`` laid over it, table by table."""
     out = dict(tree)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -171,7 +172,7 @@ def read_sweep(path: str | Path, overlay: str | None = None, overrides: tuple[st
     if overlay is not None:
         if overlay not in overlays:
             raise SweepError(f"{path} has no overlay {overlay!r}; it has: {', '.join(overlays) or 'none'}")
-        tree = _merge(tree, overlays[overlay])
+        tree = merge(tree, overlays[overlay])
     run_set = []
     for item in overrides:
         key, sep, value = item.partition("=")

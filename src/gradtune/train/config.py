@@ -136,6 +136,11 @@ class Config:
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
+def flat(tree: dict) -> dict:
+    """``{section: {key: value}}`` (``to_dict``'s shape) as ``{"section.key": value}``."""
+    return {f"{section}.{key}": value for section, values in tree.items() for key, value in values.items()}
+
+
 def config_file(name: str | Path, folder: Path = CONFIGS) -> Path:
     """The config file ``name``: a path, or the name of a file in ``folder`` (``configs/``;
     ``.toml`` implied)."""

@@ -27,7 +27,7 @@ from gradtune.train import evaluate
 from gradtune.train.checkpoint import save_checkpoint, update_best
 from gradtune.train.compile_cache import enable_compilation_cache
 from gradtune.train.compute import ComputeMeter
-from gradtune.train.config import Config, to_dict
+from gradtune.train.config import Config, flat, to_dict
 from gradtune.train.data_weights import write_weights
 from gradtune.train.distributed import any_process, is_primary, sync
 from gradtune.train.guidance import Setup
@@ -338,8 +338,9 @@ def write_hparams(run_dir: Path, cfg: Config, summary: dict) -> None:
     from tensorboardX import SummaryWriter
     from tensorboardX.summary import hparams as hparams_summary
 
-    flat = {f"{section}.{key}": value for section, values in to_dict(cfg).items() for key, value in values.items()}
-    hparams = {k: v if isinstance(v, bool | int | float | str) else json.dumps(v) for k, v in flat.items()}
+    hparams = {
+        k: v if isinstance(v, bool | int | float | str) else json.dumps(v) for k, v in flat(to_dict(cfg)).items()
+    }
     scores = {f"final/{k}": float(summary[k]) for k in SCORES if k in summary}
     with SummaryWriter(str(run_dir / "tensorboard" / "hparams")) as writer:
         for part in hparams_summary(hparams, scores):

@@ -13,7 +13,7 @@ from gradtune.core import TrainState
 from gradtune.errors import ConfigError, GradtuneError
 from gradtune.files import write_text
 from gradtune.train.checkpoint import complete_steps, read_host_state, restore_arrays
-from gradtune.train.config import Config, to_dict
+from gradtune.train.config import Config, flat, to_dict
 
 # What a resumed run may change: how long it runs and how it reports, not what it trains.
 RESUMABLE_CHANGES = ("train.steps", "train.eval_every", "train.log_every", "train.checkpoint_every",
@@ -42,10 +42,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 def check_compatible(saved: Config, requested: Config) -> None:
     """A one-line error for any change that the saved state cannot follow."""
 
-    def flat(cfg: Config) -> dict:
-        return {f"{section}.{k}": v for section, values in to_dict(cfg).items() for k, v in values.items()}
-
-    before, after = flat(saved), flat(requested)
+    before, after = flat(to_dict(saved)), flat(to_dict(requested))
     changed = [k for k in before if before[k] != after[k] and k not in RESUMABLE_CHANGES]
     if changed:
         what = ", ".join(f"{k} {before[k]!r} → {after[k]!r}" for k in changed)
