@@ -15,6 +15,7 @@ from gradtune.cli import (
     prepare,
     pretrain,
     report,
+    score,
     sweep,
     train,
     translate,
@@ -24,7 +25,7 @@ from gradtune.cli import pretraining_experiment as pretraining
 from gradtune.errors import GradtuneError
 
 SUBCOMMANDS = (
-    train, pretrain, config, prepare, translate, evaluate, filter_command, sweep, check_hypergrads, noisy_corpus,
+    train, pretrain, config, prepare, translate, evaluate, score, filter_command, sweep, check_hypergrads, noisy_corpus,
     pretraining, report, demo,
 )  # fmt: skip
 

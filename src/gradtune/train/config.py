@@ -38,8 +38,9 @@ class DataConfig:
     batch_rows: int = 32  # rows per training batch
     batch_tokens: int = 0  # > 0: token-budget batches in length buckets instead of batch_rows rows
     guide_rows: int = 32  # rows per guide batch
-    bucket_by: str = "length"  # data-weight buckets: 'length' (target-length quantiles) or 'group' (integer column)
-    num_buckets: int = 8  # buckets of bucket_by = 'length'
+    bucket_by: str = "length"  # data-weight buckets: 'length' (target-length quantiles), 'group', 'score:NAME'
+    num_buckets: int = 8  # buckets of bucket_by = 'length' or 'score:NAME'
+    scores: str = ""  # bucket_by = 'score:NAME': a scores file (gradtune score) or a run directory holding one
     dev_fraction: float = 0.05
     test_fraction: float = 0.05
     guide_fraction: float = 0.01

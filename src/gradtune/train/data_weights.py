@@ -5,7 +5,9 @@ Every training example gets three ids, written per target token into the batches
 * ``corpus``: the index of its source in ``data.corpus`` (in the order given);
 * ``bucket``: with ``data.bucket_by = "length"``, one of ``data.num_buckets`` buckets of
   equal example counts by target length (in tokens); with ``"group"``, its TSV group
-  column read as an integer (the buckets are the distinct integers, ascending);
+  column read as an integer (the buckets are the distinct integers, ascending); with
+  ``"score:NAME"``, one of ``data.num_buckets`` equal-count buckets of the score ``NAME``
+  (``dppl``, ``loss``, …; see ``train/scores.py``) read from ``data.scores``, lowest first;
 * ``example``: its index in the training split.
 """
 
@@ -25,6 +27,8 @@ from gradtune.errors import DataError, GradtuneError
 from gradtune.files import write_json, write_text
 from gradtune.seq2seq.objectives import DATA_WEIGHTS, KINDS, weight_name
 from gradtune.train.config import DataConfig
+
+SCORE_NAMES = ("loss", "dppl", "weight", "bucket", "whole")  # the scores of train/scores.py
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,27 @@ def length_buckets(lengths: np.ndarray, num_buckets: int) -> tuple[np.ndarray, l
     return ids, names
 
 
+def score_buckets(d: DataConfig, examples: Sequence[Example]) -> tuple[np.ndarray, list[str]]:
+    """Bucket ids by equal-count quantiles of the score ``data.bucket_by = "score:NAME"`` names,
+    read from ``data.scores`` (a scores file or a run directory) and checked to be of ``examples``."""
+    from gradtune.train.scores import check_matches, read_scores  # scores import this module
+
+    name = d.bucket_by.removeprefix("score:")
+    scores = read_scores(d.scores)
+    check_matches(scores, examples, f"data.scores {d.scores}")
+    if name not in scores.values:
+        raise DataError(
+            f"data.bucket_by = {d.bucket_by!r}, but data.scores {d.scores} has no {name!r} score "
+            f"(it has {', '.join(scores.values)}); score with `gradtune score` or pick another"
+        )
+    values = scores.values[name]
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, d.num_buckets + 1)[1:-1], method="higher"))
+    ids = np.searchsorted(edges, values, side="right").astype(np.int32)
+    bounds = [values.min(), *edges.tolist(), values.max()]
+    names = [f"{name} {lo:.3g} to {hi:.3g}" for lo, hi in itertools.pairwise(bounds)]
+    return ids, names
+
+
 def group_buckets(examples: Sequence[Example]) -> tuple[np.ndarray, list[str]]:
     """Bucket ids from the examples' group column, which must hold integers."""
     try:
@@ -67,8 +92,10 @@ def data_tags(d: DataConfig, examples: Sequence[Example], encoded: Sequence[Enco
     target_tokens = np.array([len(tgt) for _, tgt in encoded], np.int64)
     if d.bucket_by == "length":
         buckets, bucket_names = length_buckets(target_tokens, d.num_buckets)
-    else:
+    elif d.bucket_by == "group":
         buckets, bucket_names = group_buckets(examples)
+    else:
+        buckets, bucket_names = score_buckets(d, examples)
     tags = {
         "corpus": np.array([e.corpus for e in examples], np.int32),
         "bucket": buckets,
@@ -112,7 +139,7 @@ def write_weights(run_dir: Path, values: dict, tags: DataTags, examples: Sequenc
         weights = example_weights(values, tags)
         lines = ["corpus\tindex\tweight\tsource\ttarget"]
         for i, (e, w) in enumerate(zip(examples, weights, strict=True)):
-            text = "\t".join(_one_field(x) for x in (e.source, e.target))
+            text = "\t".join(one_field(x) for x in (e.source, e.target))
             lines.append(f"{tags.corpus_names[e.corpus]}\t{i}\t{w:.6g}\t{text}")
         write_text(run_dir / EXAMPLE_WEIGHTS, "\n".join(lines) + "\n")
         summary["example_weight_quantiles"] = dict(
@@ -138,7 +165,8 @@ def example_weights(values: dict, tags: DataTags) -> np.ndarray:
 _FIELD_BREAKS = str.maketrans(dict.fromkeys("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 
-def _one_field(text: str) -> str:
+def one_field(text: str) -> str:
+    """``text`` with tabs and line breaks as spaces: one TSV field."""
     return text.translate(_FIELD_BREAKS)
 
 

@@ -29,6 +29,7 @@ from gradtune.data.span_corruption import text_length
 from gradtune.errors import ConfigError, GradtuneError
 from gradtune.seq2seq.interface import model_class
 from gradtune.train.config import Config
+from gradtune.train.data_weights import SCORE_NAMES
 from gradtune.train.guidable import GUIDABLE, SIDES, names_of
 from gradtune.train.guide_batches import POLICIES
 from gradtune.train.mesh import parse_mesh
@@ -102,7 +103,14 @@ def _check_data(cfg: Config) -> None:
         d.batch_tokens,
         f"be 0 (fixed rows of batch_rows) or at least data.row_len ({d.row_len}), to hold one longest example",
     )
-    _choice("data.bucket_by", d.bucket_by, BUCKETING)
+    by_score = d.bucket_by.startswith("score:")
+    _choice("data.bucket_by", d.bucket_by, [*BUCKETING, *(f"score:{name}" for name in SCORE_NAMES)])
+    _require(
+        bool(d.scores) == by_score,
+        "data.scores",
+        d.scores,
+        "name a scores file or run (gradtune score) when data.bucket_by is score:NAME, and be empty otherwise",
+    )
     for name in ("dev_fraction", "test_fraction"):
         value = getattr(d, name)
         _require(0 < value < 0.5, f"data.{name}", value, "be in (0, 0.5)")
