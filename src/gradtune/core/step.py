@@ -90,6 +90,7 @@ class TrainState(NamedTuple):
     opt_state: Any
     raw: Raw  # raw guided values
     meta_state: Any
+    tangents: Any = ()  # forward-mode hypergradients only: d(params, opt_state)/d raw (core/forward.py)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ class GuidedTrainer:
         guided ones, so that a run without guidance uses the very same code path).
       rows_present: ``batch -> {name: (n,) bool}``, the rows of each lazy guided vector
         (per-example weights) that the batch touches; needed only with lazy specs.
+      forward_decay: None for the one-step (greedy) hypergradient; a decay γ in [0, 1] for
+        forward-mode hypergradients, whose tangents follow the whole run (``core/forward.py``;
+        scalar values only; every step, plain ones too, then carries the tangents).
     """
 
     train_loss: TrainLoss
@@ -118,10 +122,17 @@ class GuidedTrainer:
     meta_optimizer: optax.GradientTransformation
     fixed: Mapping[str, float] = field(default_factory=dict)
     rows_present: Callable[[Any], Mapping[str, jax.Array]] | None = None
+    forward_decay: float | None = None
 
     def __post_init__(self) -> None:
         if any(s.lazy for s in self.specs) and self.rows_present is None:
             raise ValueError("lazy guided values need GuidedTrainer.rows_present (the rows each batch touches)")
+        if self.forward_decay is not None:
+            from gradtune.core.forward import forward_names  # forward builds on this module
+
+            forward_names(self)  # scalar values only
+            if not 0.0 <= self.forward_decay <= 1.0:
+                raise ValueError(f"forward_decay is {self.forward_decay}; it must be in [0, 1]")
 
     def init(self, params: Any, dtype: jnp.dtype = jnp.float32) -> TrainState:
         """The training state at step 0.
@@ -135,7 +146,7 @@ class GuidedTrainer:
           meta-optimizer state)``.
         """
         raw = init_raw(self.specs, dtype)
-        return TrainState(
+        state = TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             # a copy: some optimizers keep the initial parameters in their state (Prodigy, DoG),
@@ -144,12 +155,22 @@ class GuidedTrainer:
             raw=raw,
             meta_state=jax.tree.map(jnp.copy, self.meta_optimizer.init(raw)),  # no buffer twice (donation)
         )
+        if self.forward_decay is None:
+            return state
+        from gradtune.core.forward import init_tangents
+
+        return state._replace(tangents=init_tangents(self, state))
 
     def reset(self, state: TrainState) -> TrainState:
         """``state`` with the guided values back at their initial values, meta state fresh."""
         dtype = jax.tree.leaves(state.raw)[0].dtype if state.raw else jnp.float32
         raw = init_raw(self.specs, dtype)
-        return state._replace(raw=raw, meta_state=jax.tree.map(jnp.copy, self.meta_optimizer.init(raw)))
+        state = state._replace(raw=raw, meta_state=jax.tree.map(jnp.copy, self.meta_optimizer.init(raw)))
+        if self.forward_decay is None:
+            return state
+        from gradtune.core.forward import init_tangents
+
+        return state._replace(tangents=init_tangents(self, state))  # the past no longer depends on them
 
     def values(self, raw: Raw) -> dict[str, jax.Array]:
         """Every value in use: the fixed ones overridden by the guided ones."""
@@ -197,8 +218,14 @@ class GuidedTrainer:
           ``(new state, metrics, aux)``: metrics are the train loss, learning rate, gradient
           norm, each guided value (``value_key``) and ``skipped``; aux is ``train_loss``'s.
         """
-        params, opt_state, metrics, aux = self.lookahead(state.raw, state, batch, key)
-        new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
+        if self.forward_decay is not None:
+            from gradtune.core.forward import propagate
+
+            params, opt_state, tangents, metrics, aux = propagate(self, state, state.tangents, batch, key)
+            new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, tangents=tangents)
+        else:
+            params, opt_state, metrics, aux = self.lookahead(state.raw, state, batch, key)
+            new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
         new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"])
         return new_state, metrics, aux
 
@@ -226,6 +253,10 @@ class GuidedTrainer:
           ``(new state, metrics, aux)``: the plain step's metrics plus the guide loss, each
           raw hypergradient (``hypergrad/NAME``), and how many entries cleaning replaced.
         """
+        if self.forward_decay is not None:
+            from gradtune.core.forward import forward_step
+
+            return forward_step(self, state, batch, guide_batch, key)
         guide, hypergrads, (params, opt_state, metrics, aux) = self.hypergradients(state, batch, guide_batch, key)
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
         extra = {}
@@ -240,7 +271,9 @@ class GuidedTrainer:
             "hypergrad_cleaned": n_cleaned,
             **{f"hypergrad/{k}": g for k, g in hypergrads.items() if g.ndim == 0},
         }
-        new_state = TrainState(state.step + 1, params, opt_state, raw, meta_state)
+        new_state = state._replace(
+            step=state.step + 1, params=params, opt_state=opt_state, raw=raw, meta_state=meta_state
+        )
         new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"] + guide)
         return new_state, metrics, aux
 

@@ -1,0 +1,148 @@
+"""Forward-mode hypergradients: a horizon as long as the run, at the cost of one tangent per value.
+
+The one-step hypergradient (``GuidedTrainer.guided_step``) sees only how the next update
+depends on the raw values r: it is greedy, and a greedy step prefers small learning rates
+(the short-horizon bias; Wu et al., 2018). Here each scalar guided value carries the
+tangent Z = d(θ, S)/dr of the parameters and optimizer state along the run, propagated at
+every step through the real update U (Franceschi et al., 2017, "Forward and Reverse
+Gradient-Based Hyperparameter Optimization", ICML, https://arxiv.org/abs/1703.01785)::
+
+    (θ', S') = U(θ, S; r)
+    Z' = ∂U/∂(θ, S) · γZ + ∂U/∂r        one Jacobian-vector product of the update per value
+    ∂F/∂r ≈ ∇θ' L_guide(θ'; G) · Z'_θ
+
+With γ = 1, Z' is the exact derivative of (θ', S') with respect to a shift of r applied at
+every step so far (the meta steps' own dependence on r aside), so the hypergradient is that
+of the guide loss after the whole run; with γ = 0 it is exactly the one-step hypergradient.
+A γ below 1 (0.99: a horizon of about 100 steps) keeps Z bounded when the update's
+Jacobian has directions that grow.
+
+Cost: ``jax.linearize`` of the update (a train step, kept for reuse), one forward-mode
+product through it per value (about a Hessian-vector product each), and one gradient of
+the guide loss; memory: a copy of the parameters and of the optimizer state's float leaves
+per value. Only scalar values: a vector of data weights would need a tangent per row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradtune.core.guided import clean_hypergrads
+from gradtune.core.step import GuidedTrainer, TrainState, _skip_if_not_finite
+
+
+class Tangents(NamedTuple):
+    """d(θ, S)/dr of each scalar guided value, stacked on a leading axis in ``forward_names`` order."""
+
+    params: Any  # the parameters' pytree, each leaf (values, *shape)
+    opt_state: list  # the optimizer state's float leaves, each (values, *shape)
+
+
+def forward_names(trainer: GuidedTrainer) -> tuple[str, ...]:
+    """The guided values the tangents follow: every one, and each must be a scalar."""
+    vectors = [s.name for s in trainer.specs if s.shape]
+    if vectors:
+        raise ValueError(
+            f"forward-mode hypergradients follow scalar values only; {', '.join(vectors)} "
+            "is a vector (one tangent per row): guide it with the one-step hypergradient"
+        )
+    return tuple(s.name for s in trainer.specs)
+
+
+def _split(opt_state: Any) -> tuple[list, list, Any]:
+    """The optimizer state's float leaves, its other leaves (counts), and how to rebuild it."""
+    leaves, treedef = jax.tree.flatten(opt_state)
+    floats = [leaf for leaf in leaves if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
+    others = [leaf for leaf in leaves if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
+    return floats, others, treedef
+
+
+def _join(floats: list, others: list, like: Any) -> Any:
+    leaves, treedef = jax.tree.flatten(like)
+    fi, oi = iter(floats), iter(others)
+    merged = [next(fi) if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact) else next(oi) for leaf in leaves]
+    return jax.tree.unflatten(treedef, merged)
+
+
+def init_tangents(trainer: GuidedTrainer, state: TrainState) -> Tangents:
+    """Zero tangents: nothing so far depends on the values."""
+    n = len(forward_names(trainer))
+    floats, _, _ = _split(state.opt_state)
+
+    def zeros(x):
+        return jnp.zeros((n, *jnp.shape(x)), jnp.asarray(x).dtype)
+
+    return Tangents(jax.tree.map(zeros, state.params), [zeros(x) for x in floats])
+
+
+def propagate(
+    trainer: GuidedTrainer,
+    state: TrainState,
+    tangents: Tangents,
+    batch: Any,
+    key: jax.Array,
+    decay: float | jax.Array | None = None,
+):
+    """One model update with the values held, and the tangents carried through it (decayed
+    by ``decay``, by default ``trainer.forward_decay``).
+
+    Returns ``(params', opt_state', tangents', metrics, aux)``.
+    """
+    decay = trainer.forward_decay if decay is None else decay
+    names = forward_names(trainer)
+    floats0, others, _ = _split(state.opt_state)
+
+    def update(params, floats, raw):
+        opt_state = _join(floats, others, state.opt_state)
+        new_params, new_opt, metrics, aux = trainer.lookahead(raw, state._replace(opt_state=opt_state, params=params),
+                                                              batch, key)  # fmt: skip
+        new_floats, new_others, _ = _split(new_opt)
+        return (new_params, new_floats), (new_opt, new_others, metrics, aux)
+
+    (params, _), jvp, (opt_state, _, metrics, aux) = jax.linearize(
+        update, state.params, floats0, state.raw, has_aux=True
+    )
+    basis = {name: jnp.eye(len(names), dtype=state.raw[name].dtype)[i] for i, name in enumerate(names)}
+
+    def one(tangent_params, tangent_floats, raw_tangent):  # the tangents of one value (γZ, e_i)
+        scaled = jax.tree.map(lambda t: t * jnp.asarray(decay, t.dtype), (tangent_params, tangent_floats))
+        return jvp(*scaled, raw_tangent)
+
+    new_params_t, new_floats_t = jax.vmap(one)(tangents.params, tangents.opt_state, basis)
+    return params, opt_state, Tangents(new_params_t, list(new_floats_t)), metrics, aux
+
+
+def forward_hypergradients(trainer: GuidedTrainer, params: Any, tangents: Tangents, guide_batch: Any):
+    """``(guide loss at params, {name: ∇θ L_guide · Z_θ})``."""
+    guide, grads = jax.value_and_grad(trainer.guide_loss)(params, guide_batch)
+
+    def dot(t):
+        return sum(
+            jnp.tensordot(t_leaf, g_leaf.astype(t_leaf.dtype), axes=g_leaf.ndim)
+            for t_leaf, g_leaf in zip(jax.tree.leaves(t), jax.tree.leaves(grads), strict=True)
+        )
+
+    per_value = jax.vmap(dot)(tangents.params)
+    return guide, {name: per_value[i] for i, name in enumerate(forward_names(trainer))}
+
+
+def forward_step(trainer: GuidedTrainer, state: TrainState, batch: Any, guide_batch: Any, key: jax.Array):
+    """One model update plus one meta update by the forward-mode hypergradient, the tangents
+    (``state.tangents``) carried along: ``GuidedTrainer.guided_step`` when
+    ``trainer.forward_decay`` is set (the same metrics; skipped as a whole when a loss is not
+    finite). Returns ``(state', metrics, aux)``.
+    """
+    params, opt_state, new_tangents, metrics, aux = propagate(trainer, state, state.tangents, batch, key)
+    guide, hypergrads = forward_hypergradients(trainer, params, new_tangents, guide_batch)
+    cleaned, n_cleaned = clean_hypergrads(hypergrads)
+    updates, meta_state = trainer.meta_optimizer.update(cleaned, state.meta_state, state.raw)
+    raw = optax.apply_updates(state.raw, updates)
+    metrics = {**metrics, "guide_loss": guide, "hypergrad_cleaned": n_cleaned,
+               **{f"hypergrad/{k}": g for k, g in hypergrads.items()}}  # fmt: skip
+    new_state = TrainState(state.step + 1, params, opt_state, raw, meta_state, new_tangents)
+    new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"] + guide)
+    return new_state, metrics, aux

@@ -1,0 +1,127 @@
+"""Forward-mode hypergradients (core/forward.py), float64: with decay 0 they are the one-step
+hypergradient, with decay 1 the derivative of the guide loss after k held steps."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from gradtune.core import Activation, GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer
+from gradtune.core.forward import forward_hypergradients, init_tangents, propagate
+from gradtune.experiments.check_hypergrads import random_batch
+from gradtune.seq2seq.model import ModelConfig, Transformer
+from gradtune.seq2seq.objectives import make_losses
+from toy_models import CrossAttentionConfig, CrossAttentionOnly
+
+VOCAB = 40
+# every scalar value an AdamW run can guide: optimizer-side and loss-side
+SPECS = (
+    GuidedSpec("learning_rate", 1.3, Activation("exp")),
+    GuidedSpec("b1", 0.9, Activation("sigmoid", 0.0, 1.0)),
+    GuidedSpec("b2", 0.98, Activation("sigmoid", 0.0, 1.0)),
+    GuidedSpec("eps", 1e-6, Activation("exp")),
+    GuidedSpec("weight_decay", 1e-2, Activation("exp")),
+    GuidedSpec("label_smoothing", 0.1, Activation("sigmoid", 0.0, 0.4)),
+)
+
+
+def transformer_trainer(specs=SPECS, meta_lr=0.0, forward_decay=None, toy=False):
+    """A float64 Transformer with dropout (or, ``toy``, the smaller model of tests/toy_models.py,
+    quicker to compile but computing in float32: not for exactness) and an AdamW trainer of ``specs``."""
+    if toy:
+        model = CrossAttentionOnly(CrossAttentionConfig(vocab_size=VOCAB, d_model=8, num_heads=2), nnx.Rngs(0))
+        graphdef, params = nnx.split(model)
+        params = jax.tree.map(lambda x: x.astype(jnp.float64), params)
+    else:
+        cfg = ModelConfig(vocab_size=VOCAB, d_model=16, num_heads=2, mlp_dim=32, encoder_layers=1, decoder_layers=1,
+                          dropout=0.1)  # fmt: skip
+        graphdef, params = nnx.split(Transformer(cfg, nnx.Rngs(0), dtype=jnp.float64))
+    losses = make_losses(graphdef)
+    trainer = GuidedTrainer(losses.train, losses.guide, make_optimizer("adamw", {}), lambda s: 3e-3, specs,
+                            meta_optimizer(specs, learning_rate=meta_lr), forward_decay=forward_decay)  # fmt: skip
+    return trainer, trainer.init(params, jnp.float64)
+
+
+def test_with_decay_0_the_forward_hypergradient_is_the_one_step_one():
+    """γ = 0 forgets the past: Z' = ∂U/∂r, so ∇F·Z' is the greedy hypergradient exactly
+    (rtol 1e-7: two float64 evaluation orders of the same derivative; measured up to 9e-9,
+    for label smoothing, whose path runs through Adam's division by √v)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        forward, state = transformer_trainer(meta_lr=1e-2, forward_decay=0.0)
+        reverse = dataclasses.replace(forward, forward_decay=None)
+        carry = jax.jit(functools.partial(propagate, forward))
+        for i in range(2):  # some history in the tangents, which γ = 0 must drop
+            batch, key = random_batch(rng, 3, 12, VOCAB), jax.random.key(i)
+            params, opt_state, tangents, _, _ = carry(state, state.tangents, batch, key, 1.0)
+            state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, tangents=tangents)
+        assert any(bool(jnp.any(t != 0)) for t in jax.tree.leaves(state.tangents))
+        batch, guide, key = random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB), jax.random.key(9)
+        new_f, metrics_f, _ = jax.jit(forward.guided_step)(state, batch, guide, key)
+        new_r, metrics_r, _ = jax.jit(reverse.guided_step)(state._replace(tangents=()), batch, guide, key)
+        for spec in SPECS:
+            reverse = metrics_r[f"hypergrad/{spec.name}"]
+            assert abs(reverse) > 1e-12, f"{spec.name}: the check must not be vacuous"
+            np.testing.assert_allclose(metrics_f[f"hypergrad/{spec.name}"], reverse, rtol=1e-7, err_msg=spec.name)
+        for a, b in zip(jax.tree.leaves(new_f._replace(tangents=())), jax.tree.leaves(new_r), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-7)  # the same model and meta update
+
+
+@pytest.mark.parametrize("steps", [3])
+def test_with_decay_1_the_forward_hypergradient_is_that_of_the_guide_loss_after_k_steps(steps):
+    """Values held (meta learning rate 0) for ``steps`` updates after two warm-up steps: ∇F·Z
+    is dF(θ_k(r))/dr, checked against central differences (h = 1e-4 in every raw value;
+    truncation ~h² and round-off ~1e-16/h far below rtol 1e-5, atol 1e-10). The warm-up
+    gives Adam second moments: at step 0 its update g/(|g| + eps) bends so sharply where
+    g ≈ 0 that a finite difference of any value acting through g is off by 1e-4."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        trainer, state0 = transformer_trainer()
+        for i in range(2):
+            state0, _, _ = trainer.plain_step(state0, random_batch(rng, 3, 12, VOCAB), jax.random.key(40 + i))
+        batches = [(random_batch(rng, 3, 12, VOCAB), jax.random.key(20 + i)) for i in range(steps)]
+        guide = random_batch(rng, 2, 12, VOCAB)
+
+        state, tangents = state0, init_tangents(trainer, state0)
+        carry = jax.jit(functools.partial(propagate, trainer))
+        for batch, key in batches:
+            params, opt_state, tangents, _, _ = carry(state, tangents, batch, key, 1.0)
+            state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
+        _, forward = forward_hypergradients(trainer, state.params, tangents, guide)
+
+        @jax.jit
+        def guide_after(raw):
+            s = state0._replace(raw=raw)
+            for batch, key in batches:
+                s, _, _ = trainer.plain_step(s, batch, key)
+            return trainer.guide_loss(s.params, guide)
+
+        h = 1e-4
+        for spec in SPECS:
+            up = {**state0.raw, spec.name: state0.raw[spec.name] + h}
+            down = {**state0.raw, spec.name: state0.raw[spec.name] - h}
+            fd = (guide_after(up) - guide_after(down)) / (2 * h)
+            assert abs(fd) > 1e-9, f"{spec.name}: the check must not be vacuous"
+            assert abs(forward[spec.name] - fd) <= 1e-5 * abs(fd) + 1e-10, (spec.name, forward[spec.name], fd)
+
+
+def test_forward_mode_follows_scalars_only_and_a_jitted_step_moves_the_values():
+    with jax.enable_x64(True):
+        trainer, state = transformer_trainer(specs=SPECS[:1], meta_lr=1e-2, forward_decay=0.99, toy=True)
+        rng = np.random.default_rng(0)
+        guided, plain = jax.jit(trainer.guided_step), jax.jit(trainer.plain_step)
+        start = state.raw["learning_rate"]
+        state, _, _ = plain(state, random_batch(rng, 3, 12, VOCAB), jax.random.key(5))  # carries the tangents
+        assert bool(jnp.any(jax.tree.leaves(state.tangents.params)[0] != 0))
+        for i in range(3):
+            batch, guide = random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB)
+            state, metrics, _ = guided(state, batch, guide, jax.random.key(i))
+        assert int(state.step) == 4 and metrics["skipped"] == 0
+        assert state.raw["learning_rate"] != start and np.isfinite(metrics["hypergrad/learning_rate"])
+        vector = GuidedSpec("corpus_weights", 1.0, Activation("exp"), shape=(2,), frequencies=(0.5, 0.5))
+        with pytest.raises(ValueError, match="scalar values only"):
+            transformer_trainer(specs=(SPECS[0], vector), forward_decay=1.0, toy=True)
