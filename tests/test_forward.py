@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from toy_models import CrossAttentionConfig, CrossAttentionOnly
 
 from gradtune.core import Activation, GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer
 from gradtune.core.forward import forward_hypergradients, init_tangents, propagate
 from gradtune.experiments.check_hypergrads import random_batch
 from gradtune.seq2seq.model import ModelConfig, Transformer
 from gradtune.seq2seq.objectives import make_losses
-from toy_models import CrossAttentionConfig, CrossAttentionOnly
 
 VOCAB = 40
 # every scalar value an AdamW run can guide: optimizer-side and loss-side
