@@ -12,7 +12,9 @@ interleaved repetitions, this times:
   (d) (c) with ``guide_every=4``: 1 guided + 3 plain steps, timed together, per step;
   (e) (c) with a guide batch a quarter of the train batch; (f) (a) + data weights: corpus
   (2 corpora, ids drawn at random), bucket (8 length buckets) and example weights, on the
-  same batches carrying their ids.
+  same batches carrying their ids; (g) (a) and (h) (c) with forward-mode hypergradients
+  (``guidance.horizon = forward``: one tangent of the parameters and optimizer state per
+  value, carried through every step).
 
 Each is reported as ms per step, × the plain step, and × its floor (plain + guide f+b at the
 same guide batch size; for (d) plain + ¼ guide f+b). Peak memory is XLA's compiled
@@ -51,6 +53,7 @@ GUIDED = {
 }
 BARS = {"a": ("floor", 1.10), "b": ("floor", 1.10), "c": ("floor", 1.10), "d": ("plain", 1.35), "f": ("floor", 1.10)}
 DATA_WEIGHTS = "learning_rate,corpus_weights,bucket_weights,example_weights"
+FORWARD = {"g": "learning_rate", "h": "all,label_smoothing"}  # guidance.horizon = forward: no bar (a new cost)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -163,6 +166,10 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter, ta
     cfg = load_config(None, [*base, f"guidance.guided={DATA_WEIGHTS}"])
     _, _, setup, states["f"] = build_state(cfg, cfg.data.vocab_size, counts)
     jobs["f"] = (harness.loop_steps(setup)[1], (states["f"], tagged_batches[0], guide_full))
+    for key, guided in FORWARD.items():
+        cfg = load_config(None, [*base, f"guidance.guided={guided}", "guidance.horizon=forward"])
+        _, _, setup, states[key] = build_state(cfg, cfg.data.vocab_size)
+        jobs[key] = (harness.loop_steps(setup)[1], (states[key], batch, guide_full))
 
     built = {name: compile_timed(jitted, *example) for name, (jitted, example) in jobs.items()}
     exe = {name: b[0] for name, b in built.items()}
@@ -183,6 +190,7 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter, ta
         "d": Stepper(states["d"], exe["c_plain"], exe["c"], train_batches, guide_full).every(args.guide_every),
         "e": Stepper(states["e"], None, exe["e"], train_batches, guide_quarter).run_guided,
         "f": Stepper(states["f"], None, exe["f"], tagged_batches, guide_full).run_guided,
+        **{k: Stepper(states[k], None, exe[k], train_batches, guide_full).run_guided for k in FORWARD},
     }
     times = harness.interleaved(candidates, args.repetitions, warmup=1)
     ms = {name: 1e3 * harness.median(t) / info[name]["steps"] for name, t in times.items()}
@@ -194,10 +202,11 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter, ta
         "d": ms["plain"] + ms["guide_fb"] / args.guide_every,
         "e": ms["plain"] + ms["guide_fb_quarter"],
         "f": floor,
+        **dict.fromkeys(FORWARD, floor),
     }
     flop = {name: info[name]["gflop"] or float("nan") for name in candidates}
     flop_floors = {
-        **dict.fromkeys("abcf", flop["plain"] + flop["guide_fb"]),
+        **dict.fromkeys("abcfgh", flop["plain"] + flop["guide_fb"]),
         "d": flop["plain"] + flop["guide_fb"] / args.guide_every,
         "e": flop["plain"] + flop["guide_fb_quarter"],
     }
@@ -230,6 +239,8 @@ LABELS = {
     "d": "(d) (c), guide_every={k} (per step)",
     "e": "(e) (c), guide batch ¼ of train batch",
     "f": "(f) (a) + corpus, bucket, example weights",
+    "g": "(g) (a), forward mode (1 tangent)",
+    "h": "(h) (c), forward mode (6 tangents)",
 }
 
 

@@ -125,3 +125,42 @@ def test_forward_mode_follows_scalars_only_and_a_jitted_step_moves_the_values():
         vector = GuidedSpec("corpus_weights", 1.0, Activation("exp"), shape=(2,), frequencies=(0.5, 0.5))
         with pytest.raises(ValueError, match="scalar values only"):
             transformer_trainer(specs=(SPECS[0], vector), forward_decay=1.0, toy=True)
+
+
+@pytest.mark.slow
+def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path):
+    """`guidance.horizon = forward` end to end: the tangents are checkpointed, so a run stopped
+    after 4 steps and resumed ends bit for bit as the run that went straight on."""
+    from conftest import TINY
+
+    from gradtune.cli.main import main
+    from gradtune.train.setup import load_run
+
+    run = ["--config", TINY[1], "--quiet", "--set", "horizon=forward", "--set", "guided=learning_rate,b1",
+           "--set", "eval_every=4", "--set", "checkpoint_every=4", "--set", "bleu_examples=2",
+           "--set", "guidance.warmup_steps=1", "--set", "guide_every=2"]  # fmt: skip
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(["train", "--run-dir", str(straight), "--steps", "8", *run]) == 0
+    assert main(["train", "--run-dir", str(stopped), "--steps", "4", *run]) == 0
+    assert main(["train", "--resume", str(stopped), "--steps", "8", "--quiet"]) == 0
+    a, b = load_run(straight).state, load_run(stopped).state
+    assert int(a.step) == 8 and jax.tree.structure(a.tangents) == jax.tree.structure(b.tangents)
+    assert bool(jnp.any(jax.tree.leaves(a.tangents)[0] != 0))  # the tangents were carried and saved
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert (
+        main(["train", "--run-dir", str(tmp_path / "bad"), "--steps", "2", *run, "--set", "guided=corpus_weights"]) == 1
+    )
+
+
+def test_the_horizon_is_checked_when_the_config_is_resolved():
+    from gradtune.errors import ConfigError
+    from gradtune.train.config import load_config
+
+    assert load_config(None, ["guidance.horizon=forward", "guided=learning_rate,b1"]).guidance.forward_decay == 0.99
+    with pytest.raises(ConfigError, match="scalar values only; corpus_weights"):
+        load_config(None, ["guidance.horizon=forward", "guided=learning_rate,corpus_weights"])
+    with pytest.raises(ConfigError, match=r"guidance\.horizon"):
+        load_config(None, ["guidance.horizon=sideways"])
+    with pytest.raises(ConfigError, match=r"guidance\.forward_decay"):
+        load_config(None, ["guidance.horizon=forward", "guidance.forward_decay=1.5"])

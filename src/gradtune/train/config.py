@@ -92,6 +92,10 @@ class GuidanceConfig:
     lr_multiplier: float = 1.0  # initial learning-rate multiplier (guided or held)
     # Per-value activation and meta step: "name:kind[,floor=F][,ceiling=C][,steepness=S][,meta_lr=M]; ..."
     specs: str = ""
+    # the hypergradient: one-step (the greedy look-ahead of the paper) or forward (tangents of the
+    # parameters and optimizer state carried along the whole run, decayed by forward_decay; scalars only)
+    horizon: str = "one-step"
+    forward_decay: float = 0.99  # horizon = forward: the tangents' decay per step (1: exact over the run)
     meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"

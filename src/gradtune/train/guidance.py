@@ -60,7 +60,7 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
     when data weights are guided.
     """
     cfg = resolve(cfg)  # a no-op on a resolved config; never changes the caller's
-    optim = cfg.optim
+    optim, g = cfg.optim, cfg.guidance
     fixed = initial_values(cfg)
     hyperparams = {k: v for k, v in fixed.items() if GUIDABLE[k].side == "optimizer" and k != "learning_rate"}
     static = {name: getattr(optim, name) for name in optimizer_def(optim.optimizer).static_args}
@@ -84,5 +84,6 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
         meta_optimizer=meta,
         fixed=fixed,
         rows_present=make_rows_present(lazy) if lazy else None,
+        forward_decay=g.forward_decay if g.horizon == "forward" and g.enabled and names else None,
     )
     return Setup(trainer, hyperparams, names, meta_schedule)

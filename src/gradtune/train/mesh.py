@@ -113,7 +113,7 @@ def model_shardings(mesh: Mesh, tree: Any) -> Any:
 
 def state_shardings(mesh: Mesh, state: Any) -> Any:
     """Shardings of a ``TrainState``: parameters and optimizer state by ``model_shardings``,
-    the step, raw values and meta state replicated."""
+    the step, raw values, meta state and forward-mode tangents replicated."""
     rep = replicated(mesh)
     return state._replace(
         step=rep,
@@ -121,6 +121,7 @@ def state_shardings(mesh: Mesh, state: Any) -> Any:
         opt_state=model_shardings(mesh, state.opt_state),
         raw=jax.tree.map(lambda _: rep, state.raw),
         meta_state=jax.tree.map(lambda _: rep, state.meta_state),
+        tangents=jax.tree.map(lambda _: rep, state.tangents),
     )
 
 

@@ -40,6 +40,7 @@ DTYPES = ("float32", "bfloat16")  # model.dtype: of activations and matmuls (par
 BUCKETING = ("length", "group")  # data.bucket_by
 BEST_METRICS = ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf")  # train.best_metric
 LAZY_SCALES = ("step", "row")  # guidance.lazy_scale
+HORIZONS = ("one-step", "forward")  # guidance.horizon
 UNIT_INTERVAL = ("b1", "b2", "momentum", "decay", "decay_rate")  # optimizer values in [0, 1)
 SPEC_FIELDS = ("kind", "floor", "ceiling", "steepness", "meta_lr")
 
@@ -340,6 +341,13 @@ def _resolve_guidance(cfg: Config) -> None:
     _at_least(g, "guidance", 0, "warmup_steps", "reset_every")
     _at_least(g, "guidance", 1, "guide_every")
     _choice("guidance.guide_batch", g.guide_batch, ("auto", *POLICIES))
+    _choice("guidance.horizon", g.horizon, HORIZONS)
+    _require(0 <= g.forward_decay <= 1, "guidance.forward_decay", g.forward_decay, "be in [0, 1]")
+    if g.horizon == "forward" and (vectors := [n for n in names if GUIDABLE[n].side == "data"]):
+        raise ConfigError(
+            f"guidance.horizon = forward follows scalar values only; {', '.join(vectors)} has a value per row: "
+            "guide it with guidance.horizon = one-step"
+        )
     if g.guide_batch == "auto":  # one fixed batch would be overfitted by data weights
         g.guide_batch = "cycle" if set(names) & set(names_of("data")) else "fixed"
 
