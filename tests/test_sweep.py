@@ -166,3 +166,17 @@ def test_a_malformed_sweep_file_or_an_unreachable_storage_is_one_line(tmp_path, 
     assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--storage", url]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"gradtune: error: cannot open the sweep storage {url}")
+
+
+@pytest.mark.parametrize("path", sorted((TINY_CONFIG.parent / "sweeps").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_committed_sweep_and_its_quick_overlay_make_valid_trial_configs(path):
+    """A sweep file whose trials would fail only at run time (a bad key, a bad value) fails here."""
+    from gradtune.experiments.sweep import fixed_points
+    from gradtune.train.config import load_config
+
+    for overlay in (None, "quick"):
+        sweep = read_sweep(path, overlay)
+        for method in ("grid", "guided", "lr-free"):
+            if method in sweep.methods:
+                for point in fixed_points(sweep, method):
+                    load_config(sweep.config, [*sweep.base_set, *point.overrides])
