@@ -182,3 +182,7 @@ def test_quick_noise_inside_experiment_ranks_the_noise_above_chance(tmp_path, ca
     assert len(capsys.readouterr().out.splitlines()) == math.ceil(n / 2)
     assert main(["filter", "--run", str(out / "retrain" / "all-seed0"), "--by", "dppl"]) == 1  # never scored
     assert "no such scores file" in capsys.readouterr().err
+    assert main(["score", "--run", str(out / "retrain" / "all-seed0"), "--quiet"]) == 1  # its data came from elsewhere
+    assert "trained on other pairs than its config makes" in capsys.readouterr().err
+    assert main(["noisy-corpus", "--inside", "--quick", "--quiet", "--run-dir", str(out), "--set", "train.seed=3"]) == 1
+    assert "other settings" in capsys.readouterr().err

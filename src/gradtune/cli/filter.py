@@ -48,7 +48,12 @@ def ranking(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]],
     """Each pair's corpus, text, score and signed score (higher = cleaner)."""
     from gradtune.train.scores import CLEANER, SCORES_FILE, read_scores
 
-    if args.by == "whole" and args.run and not (Path(args.run) / SCORES_FILE).is_file():
+    run_dir = Path(args.run) if args.run else None
+    if (
+        args.by == "whole"
+        and run_dir
+        and ((run_dir / "example_weights.tsv").is_file() or not (run_dir / SCORES_FILE).is_file())
+    ):
         from gradtune.train.data_weights import read_example_weights  # imports JAX: not for --help
 
         rows = read_example_weights(Path(args.run))

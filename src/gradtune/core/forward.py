@@ -14,8 +14,10 @@ Gradient-Based Hyperparameter Optimization", ICML, https://arxiv.org/abs/1703.01
 With γ = 1, Z' is the exact derivative of (θ', S') with respect to a shift of r applied at
 every step so far (the meta steps' own dependence on r aside), so the hypergradient is that
 of the guide loss after the whole run; with γ = 0 it is exactly the one-step hypergradient.
-A γ below 1 (0.99: a horizon of about 100 steps) keeps Z bounded when the update's
-Jacobian has directions that grow.
+A γ below 1 (0.99: a horizon of about 100 steps) discounts older steps; Z stays bounded only
+while the update's Jacobian has no direction above 1/γ (a step size past the edge of
+stability grows it), and a tangent that stops being finite restarts from 0
+(``tangents_reset`` in the metrics).
 
 Cost: ``jax.linearize`` of the update (a train step, kept for reuse), one forward-mode
 product through it per value (about a Hessian-vector product each), and one gradient of
@@ -109,11 +111,18 @@ def propagate(
     basis = {name: jnp.eye(len(names), dtype=state.raw[name].dtype)[i] for i, name in enumerate(names)}
 
     def one(tangent_params, tangent_floats, raw_tangent):  # the tangents of one value (γZ, e_i)
-        scaled = jax.tree.map(lambda t: t * jnp.asarray(decay, t.dtype), (tangent_params, tangent_floats))
-        return jvp(*scaled, raw_tangent)
+        def scale(t):  # γ = 0 forgets the past exactly, even a non-finite one
+            return jnp.where(decay == 0, jnp.zeros_like(t), t * jnp.asarray(decay, t.dtype))
 
-    new_params_t, new_floats_t = jax.vmap(one)(tangents.params, tangents.opt_state, basis)
-    return params, opt_state, Tangents(new_params_t, list(new_floats_t)), metrics, aux
+        return jvp(*jax.tree.map(scale, (tangent_params, tangent_floats)), raw_tangent)
+
+    new = Tangents(*jax.vmap(one)(tangents.params, tangents.opt_state, basis))
+    # Z can grow without bound where the update's Jacobian has a direction above 1/γ (a step
+    # size past the stable edge); a tangent that is no longer finite starts again from 0.
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(new)]))
+    new = jax.tree.map(lambda t: jnp.where(finite, t, jnp.zeros_like(t)), new)
+    metrics = {**metrics, "tangents_reset": (~finite).astype(jnp.int32)}
+    return params, opt_state, Tangents(new.params, list(new.opt_state)), metrics, aux
 
 
 def forward_hypergradients(trainer: GuidedTrainer, params: Any, tangents: Tangents, guide_batch: Any):

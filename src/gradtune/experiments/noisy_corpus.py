@@ -20,23 +20,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from scipy.stats import mannwhitneyu
 
 from gradtune.core.step import value_key
-from gradtune.data.batching import Encoded, batch_shapes, encode_pairs, pack, visit_counts
+from gradtune.data.batching import batch_shapes, encode_pairs, visit_counts
 from gradtune.data.corpora import Example
 from gradtune.data.prepare import Prepared
 from gradtune.files import write_json
-from gradtune.seq2seq.loss import token_losses
 from gradtune.train.config import Config, to_dict
 from gradtune.train.data_weights import EXAMPLE_WEIGHTS, read_example_weights
 from gradtune.train.inputs import load_splits
 from gradtune.train.logbook import read_metrics
 from gradtune.train.loop import train
+from gradtune.train.scores import per_example_losses
 from gradtune.train.setup import load_run
 
 CONFIG = "noisy_corpus"  # configs/noisy_corpus.toml, with its quick overlay for the tests
@@ -70,28 +67,6 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """ROC AUC of ``scores`` (higher = more likely positive), ties counted half."""
     u = mannwhitneyu(scores[positive], scores[~positive], alternative="two-sided").statistic
     return float(u / (positive.sum() * (~positive).sum()))
-
-
-def per_example_losses(graphdef, params, examples: list[Encoded], rows: int, row_len: int) -> np.ndarray:
-    """Each example's mean token loss under ``params`` (eval mode, no smoothing)."""
-    n = len(examples)
-
-    @jax.jit
-    def sums(params, batch):
-        logits = nnx.merge(graphdef, params)(batch)
-        mask = batch["tgt_out"] != 0
-        losses = jnp.where(mask, token_losses(logits, batch["tgt_out"]), 0.0)
-        ids = batch["tgt_example"].ravel()
-        return jax.ops.segment_sum(losses.ravel(), ids, n), jax.ops.segment_sum(
-            mask.ravel().astype(losses.dtype), ids, n
-        )
-
-    total, count = np.zeros(n), np.zeros(n)
-    for batch in pack(examples, range(n), rows, row_len, {"example": np.arange(n)}):
-        s, c = sums(params, batch)
-        total += np.asarray(s)
-        count += np.asarray(c)
-    return total / np.maximum(count, 1)
 
 
 def total_weights(run_dir: Path) -> np.ndarray | None:

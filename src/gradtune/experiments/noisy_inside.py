@@ -25,6 +25,7 @@ noisy_inside.toml``) with an ``[overlays.quick]`` for ``--quick``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from gradtune.experiments.sweep import split_scores
 from gradtune.files import write_json
 from gradtune.train.config import config_file, load_config
 from gradtune.train.inputs import load_splits
-from gradtune.train.scores import SCORES_FILE, Scores, read_scores, score_run, write_scores
+from gradtune.train.scores import SCORES_FILE, Scores, check_matches, read_scores, score_run, write_scores
 
 CONFIG = "noisy_inside"
 KINDS = ("shuffled", "copy", "other_language", "truncated")
@@ -89,8 +90,8 @@ def read_experiment(name: str | Path, quick: bool = False) -> Experiment:
             f"{path}: the experiment needs [experiment] noise and other_language, [dppl] steps and learning_rate, "
             f"[buckets], [retrain] keep and seeds, [report] ({err})"
         ) from err
-    if not 0 < experiment.noise < 1 or not 0 < experiment.keep <= 1:
-        raise GradtuneError(f"{path}: noise must be in (0, 1) and keep in (0, 1]")
+    if not 0 < experiment.noise < 1 or not 0 < experiment.keep <= 1 or not experiment.seeds:
+        raise GradtuneError(f"{path}: noise must be in (0, 1), keep in (0, 1] and [retrain] seeds not empty")
     return experiment
 
 
@@ -138,9 +139,9 @@ def detection(scores: Scores, name: str, kind: np.ndarray) -> dict:
     flag, noisy = -scores.cleanliness(name), kind != ""
     clean = ~noisy
     per_kind = {}
-    for k in KINDS:
+    for k in KINDS:  # None: no pair of that kind (a tiny split)
         mine = kind == k
-        per_kind[k] = roc_auc(flag[mine | clean], mine[mine | clean])
+        per_kind[k] = roc_auc(flag[mine | clean], mine[mine | clean]) if mine.any() and clean.any() else None
     worst = np.argsort(-flag, kind="stable")[: int(noisy.sum())]
     precision = float(noisy[worst].mean())
     return {"auc": roc_auc(flag, noisy), "auc_per_kind": per_kind, "precision_at_noise_rate": precision}
@@ -152,15 +153,17 @@ def kept(signed: np.ndarray, keep: float) -> np.ndarray:
     return np.sort(np.argsort(-signed, kind="stable")[:count])
 
 
-def scores_of(
-    run_dir: Path, experiment: Experiment, examples: list[Example], corpora: list[str], dppl: bool, progress: bool
-) -> Scores:
+def scores_of(run_dir: Path, experiment: Experiment, data: NoisyInside, dppl: bool, progress: bool) -> Scores:
+    """The run's scores: read back when written already (checked to be of this data), else measured and written."""
+    examples, corpora, guide = data.prepared.splits["train"], data.prepared.corpora, data.prepared.splits["guide"]
     path = run_dir / SCORES_FILE
     if path.is_file():
-        return read_scores(path)
+        scores = read_scores(path)
+        check_matches(scores, examples, str(path))
+        return scores
     steps = experiment.dppl_steps if dppl else 0
     scores = score_run(run_dir, steps, experiment.dppl_learning_rate, examples=examples, corpora=corpora,
-                       progress=progress)  # fmt: skip
+                       progress=progress, guide=guide)  # fmt: skip
     write_scores(path, scores)
     return scores
 
@@ -168,6 +171,7 @@ def scores_of(
 def run_experiment(experiment: Experiment, out: Path, progress: bool = False) -> dict:
     """Every step of the experiment into ``out``; writes and returns ``results.json``."""
     start = time.time()
+    check_same_experiment(out, experiment)
     base = load_config(config_file(experiment.config), experiment.set, experiment.overlay)
     data = noisy_inside_data(experiment, base)
     train = data.prepared.splits["train"]
@@ -176,13 +180,13 @@ def run_experiment(experiment: Experiment, out: Path, progress: bool = False) ->
     print("1. scoring run (guided example weights)")
     sets = list(experiment.set)
     run_once("scoring", out / "scoring", experiment.config, sets, progress, data.prepared, experiment.overlay)
-    scoring = scores_of(out / "scoring", experiment, train, data.prepared.corpora, True, progress)
+    scoring = scores_of(out / "scoring", experiment, data, True, progress)
 
     print(f"2. bucket run (guided weights of {experiment.bucket_score} buckets)")
     bucket_sets = [*sets, f"data.bucket_by=score:{experiment.bucket_score}", f"data.scores={out / 'scoring'}",
                    *experiment.bucket_set]  # fmt: skip
     run_once("buckets", out / "buckets", experiment.config, bucket_sets, progress, data.prepared, experiment.overlay)
-    buckets = scores_of(out / "buckets", experiment, train, data.prepared.corpora, False, progress)
+    buckets = scores_of(out / "buckets", experiment, data, False, progress)
     rankings = {**scoring.values, "bucket": buckets.values["bucket"]}
     ranked = Scores(scoring.corpora, scoring.pairs, rankings)
     detections = {name: detection(ranked, name, data.kind) for name in ("loss", *CANDIDATES) if name in rankings}
@@ -191,23 +195,24 @@ def run_experiment(experiment: Experiment, out: Path, progress: bool = False) ->
     print(f"3. rankings: {aucs}; best: {best}")
 
     print(f"4. retraining on the kept {experiment.keep:.0%} of {best}, on all data, on the clean pairs")
-    clean_ids = np.flatnonzero(data.kind == "")
+    clean_ids = np.flatnonzero(data.kind == "")  # the oracle: as many clean pairs as kept (all, if fewer)
     subsets = {
         f"kept by {best}": kept(ranked.cleanliness(best), experiment.keep),
         "all data": np.arange(len(train)),
         "clean (oracle)": clean_ids[: math.ceil(experiment.keep * len(train))],
     }
+    folders = {f"kept by {best}": f"kept-{best}-{experiment.keep:g}", "all data": "all", "clean (oracle)": "clean"}
     same_splits = [f"data.{k}={_text(getattr(base.data, k))}" for k in SPLIT_KEYS]
     tokenizer = f"data.tokenizer={out / 'scoring' / 'tokenizer.model'}"
     rows = []
     for seed in experiment.seeds:
         for name, ids in subsets.items():
-            run_dir = out / "retrain" / f"{name.split(' ')[0] if name != f'kept by {best}' else 'kept'}-seed{seed}"
+            run_dir = out / "retrain" / f"{folders[name]}-seed{seed}"
             prepared = Prepared({**data.prepared.splits, "train": [train[int(i)] for i in ids]}, data.prepared.corpora,
                                 data.prepared.report)  # fmt: skip
             sets = [*same_splits, tokenizer, f"train.seed={seed}", *experiment.retrain_set]
             summary = run_once(f"{name}, seed {seed}", run_dir, experiment.retrain_config, sets, progress, prepared)
-            scores = split_scores(str(run_dir), "dev", experiment.dev_sentences, experiment.beam)
+            scores = dev_scores(run_dir, experiment.dev_sentences, experiment.beam)
             rows.append({
                 "data": name, "seed": seed, "train_pairs": len(ids), "noisy_pairs": int((data.kind[ids] != "").sum()),
                 "dev_loss": summary["dev_loss"], "dev_bleu": scores["dev_bleu"], "dev_chrf": scores["dev_chrf"],
@@ -220,6 +225,27 @@ def run_experiment(experiment: Experiment, out: Path, progress: bool = False) ->
     }  # fmt: skip
     write_json(out / "results.json", results, indent=2)
     return results
+
+
+def check_same_experiment(out: Path, experiment: Experiment) -> None:
+    """``OUT/experiment.json``: written at the first start; a later start with other settings
+    would mix runs of two experiments, and stops with one line."""
+    path, settings = out / "experiment.json", json.loads(json.dumps(dataclasses.asdict(experiment)))
+    if path.is_file() and json.loads(path.read_text()) != settings:
+        raise GradtuneError(f"{out} holds an experiment with other settings ({path}); give another --run-dir")
+    if not path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(path, settings, indent=2)
+
+
+def dev_scores(run_dir: Path, sentences: int, beam: int) -> dict:
+    """Dev BLEU and chrF of a finished run by beam search, cached in the run (``dev_scores.json``)."""
+    path, key = run_dir / "dev_scores.json", f"beam={beam},sentences={sentences}"
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    if key not in cache:
+        cache[key] = split_scores(str(run_dir), "dev", sentences, beam)
+        write_json(path, cache)
+    return cache[key]
 
 
 def _text(value) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from gradtune.data.tokenizer import train_tokenizer
 from gradtune.errors import DataError
 from gradtune.files import write_bytes, write_json
 from gradtune.train.config import Config, DataConfig
-from gradtune.train.data_weights import DataTags, data_tags, write_counts
+from gradtune.train.data_weights import DataTags, data_tags, one_field, write_counts
 
 TOKENIZER = "tokenizer.model"
 WEIGHT_COUNTS = "weight_counts.json"  # training tokens per corpus, bucket and example
@@ -120,8 +122,17 @@ def model_vocab_size(cfg: Config, tokenizer: spm.SentencePieceProcessor) -> int:
     return tokenizer.vocab_size() + cfg.data.sentinels
 
 
+def fingerprint(examples: Sequence[Example]) -> str:
+    """A hash of the pairs, in order: ``data.json``'s ``train_sha256``, which tells whether a
+    later tool rebuilt the very training split a run trained on."""
+    digest = hashlib.sha256()
+    for e in examples:
+        digest.update(f"{one_field(e.source)}\t{one_field(e.target)}\n".encode())  # as example_weights.tsv holds them
+    return digest.hexdigest()
+
+
 def write_data(run_dir: Path, data: RunData) -> None:
     """The run directory's record of its data: ``tokenizer.model``, ``data.json``, ``weight_counts.json``."""
     write_bytes(run_dir / TOKENIZER, data.tokenizer.serialized_model_proto())
-    write_json(run_dir / "data.json", data.report, indent=2)
+    write_json(run_dir / "data.json", {**data.report, "train_sha256": fingerprint(data.splits["train"])}, indent=2)
     write_counts(run_dir / WEIGHT_COUNTS, data.tags)

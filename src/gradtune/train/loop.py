@@ -41,7 +41,6 @@ from gradtune.train.mesh import (
     make_mesh,
     place,
     put,
-    replicated,
     state_shardings,
 )
 from gradtune.train.plot import plot_run
@@ -230,8 +229,9 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
             batch = next(stream)
             position = stream.state()  # consumed, not prefetched: where a resume starts
             if setup.guided and g.reset_every and step and step % g.reset_every == 0:
-                fresh, everywhere = setup.trainer.reset(state), replicated(session.mesh)  # as the steps take it
-                state = fresh._replace(raw=place(fresh.raw, everywhere), meta_state=place(fresh.meta_state, everywhere))
+                fresh, layout = setup.trainer.reset(state), state_shardings(session.mesh, state)  # as the steps take it
+                new = {k: place(getattr(fresh, k), getattr(layout, k)) for k in ("raw", "meta_state", "tangents")}
+                state = fresh._replace(**new)
             if session.is_guided(step):
                 batch, guide = put(batch, rows), put(session.guide_batches(epoch, guided_count, batch), rows)
                 compute.count("guided", steps.guided, state, batch, guide)

@@ -111,9 +111,17 @@ def model_shardings(mesh: Mesh, tree: Any) -> Any:
     return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(np.shape(x), size)), tree)
 
 
+def tangent_shardings(mesh: Mesh, tree: Any) -> Any:
+    """Shardings of forward-mode tangents (one row per guided value, then a parameter's or
+    optimizer leaf's shape): the rows whole, the rest as ``model_shardings`` lays out that leaf."""
+    size = mesh.shape.get("fsdp", 1)
+    return jax.tree.map(lambda x: NamedSharding(mesh, PartitionSpec(None, *fsdp_spec(np.shape(x)[1:], size))), tree)
+
+
 def state_shardings(mesh: Mesh, state: Any) -> Any:
     """Shardings of a ``TrainState``: parameters and optimizer state by ``model_shardings``,
-    the step, raw values, meta state and forward-mode tangents replicated."""
+    forward-mode tangents alike (``tangent_shardings``), the step, raw values and meta state
+    replicated."""
     rep = replicated(mesh)
     return state._replace(
         step=rep,
@@ -121,7 +129,7 @@ def state_shardings(mesh: Mesh, state: Any) -> Any:
         opt_state=model_shardings(mesh, state.opt_state),
         raw=jax.tree.map(lambda _: rep, state.raw),
         meta_state=jax.tree.map(lambda _: rep, state.meta_state),
-        tangents=jax.tree.map(lambda _: rep, state.tangents),
+        tangents=tangent_shardings(mesh, state.tangents),
     )
 
 

@@ -17,6 +17,7 @@ of the training split), which ``gradtune filter --by`` ranks and ``data.bucket_b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from gradtune.seq2seq.loss import token_losses
 from gradtune.seq2seq.objectives import KINDS, make_losses, weight_name
 from gradtune.train.config import Config
 from gradtune.train.data_weights import EXAMPLE_WEIGHTS, SCORE_NAMES, one_field, read_example_weights
-from gradtune.train.inputs import WEIGHT_COUNTS, load_splits
+from gradtune.train.inputs import WEIGHT_COUNTS, fingerprint, load_splits
 
 SCORES_FILE = "example_scores.tsv"
 CLEANER = {"loss": -1.0, "dppl": 1.0, "weight": 1.0, "bucket": 1.0, "whole": 1.0}  # sign: higher × sign = cleaner
@@ -97,6 +98,9 @@ def read_scores(location: str | Path) -> Scores:
             corpora.append(fields[0])
             pairs.append((fields[-2], fields[-1]))
     table = np.asarray(columns, np.float64).reshape(len(pairs), len(names))
+    if not np.all(np.isfinite(table)):
+        bad = int(np.argwhere(~np.isfinite(table))[0][0])
+        raise DataError(f"{path}:{bad + 2}: a score that is not a finite number; score the run again")
     return Scores(corpora, pairs, {name: table[:, k] for k, name in enumerate(names)})
 
 
@@ -174,7 +178,8 @@ def finetune(
 def training_examples(run_dir: Path, cfg: Config) -> tuple[list[Example], list[str]]:
     """A run's training split and corpus names: rebuilt from its config, or — when the run
     trained on data its config does not make (an experiment's) — read from its
-    ``example_weights.tsv``."""
+    ``example_weights.tsv`` (corpus order from ``corpus_weights.json``). Checked against the
+    fingerprint the run recorded (``data.json``): other pairs are one line of error."""
     prepared = load_splits(cfg.data)
     examples, corpora = prepared.splits["train"], prepared.corpora
     if (run_dir / EXAMPLE_WEIGHTS).is_file():
@@ -183,8 +188,17 @@ def training_examples(run_dir: Path, cfg: Config) -> tuple[list[Example], list[s
             (s, t) == (one_field(e.source), one_field(e.target)) for (_, _, s, t), e in zip(rows, examples, strict=True)
         )
         if not same:
-            corpora = list(dict.fromkeys(name for name, *_ in rows))
+            order = run_dir / "corpus_weights.json"
+            named = [r["corpus"] for r in json.loads(order.read_text())] if order.is_file() else []
+            corpora = list(dict.fromkeys([*named, *(name for name, *_ in rows)]))
             examples = [Example(s, t, "", corpora.index(name)) for name, _, s, t in rows]
+    recorded = run_dir / "data.json"
+    trained_on = json.loads(recorded.read_text()).get("train_sha256") if recorded.is_file() else None
+    if trained_on is not None and trained_on != fingerprint(examples):
+        raise DataError(
+            f"{run_dir} trained on other pairs than its config makes ({recorded}: train_sha256): its data came "
+            "from elsewhere (an experiment's); score it where that data is built (train.scores.score_run)"
+        )
     return examples, corpora
 
 
@@ -211,9 +225,11 @@ def score_run(
     examples: list[Example] | None = None,
     corpora: list[str] | None = None,
     progress: bool = True,
+    guide: list[Example] | None = None,
 ) -> Scores:
-    """Every score of a run's training pairs (``examples``: its training split when the caller
-    built the data; by default ``training_examples``). ``finetune_steps = 0``: no ``dppl``."""
+    """Every score of a run's training pairs (``examples``, ``corpora`` and ``guide``: its
+    training split, corpus names and guide split when the caller built the data; by default
+    ``training_examples`` and the config's guide split). ``finetune_steps = 0``: no ``dppl``."""
     from gradtune.train.data_weights import data_tags, read_counts
     from gradtune.train.guidance import build_trainer
     from gradtune.train.setup import load_run
@@ -233,7 +249,7 @@ def score_run(
     values: dict[str, np.ndarray] = {}
     values["loss"] = per_example_losses(run.graphdef, run.state.params, encoded, d.guide_rows, d.row_len, progress)
     if finetune_steps:
-        guide = load_splits(d).splits["guide"]
+        guide = load_splits(d).splits["guide"] if guide is None else guide
         guide_encoded = encode_pairs(run.tokenizer, [(e.source, e.target) for e in guide], d.row_len)
         tuned = finetune(
             run.graphdef, run.state.params, guide_encoded, finetune_steps, finetune_lr, d.guide_rows, d.row_len,
