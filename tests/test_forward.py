@@ -128,3 +128,18 @@ def test_the_horizon_is_checked_when_the_config_is_resolved():
         load_config(None, ["guidance.horizon=sideways"])
     with pytest.raises(ConfigError, match=r"guidance\.forward_decay"):
         load_config(None, ["guidance.horizon=forward", "guidance.forward_decay=1.5"])
+
+
+def test_a_checkpoint_from_before_the_tangents_field_still_restores(tmp_path):
+    """Checkpoints written before ``TrainState.tangents`` existed lack it: they restore, with () there."""
+    import orbax.checkpoint as ocp
+
+    from gradtune.train.checkpoint import checkpoint_dir, restore_arrays
+
+    old = {"step": np.asarray(3, np.int32), "params": {"w": np.arange(4.0)}, "raw": {}}
+    path = (checkpoint_dir(tmp_path) / "step_00000003").absolute()
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path, old)
+    restored = restore_arrays(tmp_path, 3, {**old, "tangents": ()})
+    assert restored["tangents"] == () and restored["raw"] == {}
+    np.testing.assert_array_equal(restored["params"]["w"], old["params"]["w"])

@@ -95,14 +95,26 @@ def read_host_state(run_dir: Path, step: int) -> dict:
 
 def restore_arrays(run_dir: Path, step: int, like: Any) -> Any:
     """The arrays of checkpoint ``step`` in the structure, dtypes and shapes of ``like``."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     path = (checkpoint_dir(run_dir) / f"step_{step:08d}").absolute()
     with ocp.StandardCheckpointer() as checkpointer:
         try:
-            return checkpointer.restore(path, abstract)
+            return checkpointer.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
         except ValueError as e:
             if "tree structures do not match" not in str(e):
                 raise
+            # A state field that holds nothing (TrainState.tangents without forward mode) is
+            # absent from checkpoints written before it existed: restore without it.
+            empty = [k for k, v in like.items() if not jax.tree.leaves(v)] if isinstance(like, dict) else []
+            for key in empty:
+                rest = {k: v for k, v in like.items() if k != key}
+                try:
+                    with ocp.StandardCheckpointer() as again:  # a fresh one: a failed restore may leave state
+                        return {
+                            **again.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, rest)),
+                            key: like[key],
+                        }
+                except ValueError:
+                    continue
             raise CheckpointError(
                 f"the checkpoint {path} holds a training state of another layout than this run's config "
                 "builds (written by an older gradtune, or the config was changed); train it again "
