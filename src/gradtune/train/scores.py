@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -31,6 +32,7 @@ from tqdm import tqdm
 
 from gradtune.data.batching import Encoded, encode_pairs, pack, training_batches
 from gradtune.data.corpora import Example
+from gradtune.data.prepare import Prepared
 from gradtune.errors import DataError, GradtuneError
 from gradtune.files import write_text
 from gradtune.seq2seq.loss import token_losses
@@ -119,26 +121,29 @@ def check_matches(scores: Scores, examples: Sequence[Example], where: str) -> No
             )
 
 
+@partial(jax.jit, static_argnums=(0, 3))
+def _loss_sums(graphdef, params, batch, n: int):
+    """Per example of a packed batch: the sum of its token losses and its token count."""
+    logits = nnx.merge(graphdef, params)(batch)
+    mask = batch["tgt_out"] != 0
+    losses = jnp.where(mask, token_losses(logits, batch["tgt_out"]), 0.0)
+    ids = batch["tgt_example"].ravel()
+    return (
+        jax.ops.segment_sum(losses.ravel(), ids, n),
+        jax.ops.segment_sum(mask.ravel().astype(losses.dtype), ids, n),
+    )
+
+
 def per_example_losses(
     graphdef, params, examples: Sequence[Encoded], rows: int, row_len: int, progress: bool = False
 ) -> np.ndarray:
-    """Each example's mean token loss under ``params`` (eval mode, no smoothing)."""
+    """Each example's mean token loss under ``params`` (eval mode, no smoothing). One
+    compilation serves every call with the same model and number of examples."""
     n = len(examples)
-
-    @jax.jit
-    def sums(params, batch):
-        logits = nnx.merge(graphdef, params)(batch)
-        mask = batch["tgt_out"] != 0
-        losses = jnp.where(mask, token_losses(logits, batch["tgt_out"]), 0.0)
-        ids = batch["tgt_example"].ravel()
-        return jax.ops.segment_sum(losses.ravel(), ids, n), jax.ops.segment_sum(
-            mask.ravel().astype(losses.dtype), ids, n
-        )
-
     total, count = np.zeros(n), np.zeros(n)
     with tqdm(total=n, disable=not progress, unit="pair", desc="scoring", dynamic_ncols=True) as bar:
         for batch in pack(examples, range(n), rows, row_len, {"example": np.arange(n)}):
-            s, c = sums(params, batch)
+            s, c = _loss_sums(graphdef, params, batch, n)
             total += np.asarray(s)
             count += np.asarray(c)
             bar.update(int(((batch["tgt_pos"] == 0) & (batch["tgt_out"] != 0)).sum()))  # examples in the batch
@@ -175,12 +180,13 @@ def finetune(
     return params
 
 
-def training_examples(run_dir: Path, cfg: Config) -> tuple[list[Example], list[str]]:
+def training_examples(run_dir: Path, cfg: Config, prepared: Prepared | None = None) -> tuple[list[Example], list[str]]:
     """A run's training split and corpus names: rebuilt from its config, or — when the run
     trained on data its config does not make (an experiment's) — read from its
     ``example_weights.tsv`` (corpus order from ``corpus_weights.json``). Checked against the
-    fingerprint the run recorded (``data.json``): other pairs are one line of error."""
-    prepared = load_splits(cfg.data)
+    fingerprint the run recorded (``data.json``): other pairs are one line of error. ``prepared``:
+    the config's splits when the caller has loaded them."""
+    prepared = load_splits(cfg.data) if prepared is None else prepared
     examples, corpora = prepared.splits["train"], prepared.corpora
     if (run_dir / EXAMPLE_WEIGHTS).is_file():
         rows = read_example_weights(run_dir)
@@ -243,13 +249,14 @@ def score_run(
     cfg, d = run.cfg, run.cfg.data
     if cfg.data.objective != "translation":
         raise GradtuneError(f"{run_dir} is a {cfg.data.objective} run; scores are of translation pairs")
+    prepared = load_splits(d) if examples is None or (finetune_steps and guide is None) else None
     if examples is None:
-        examples, corpora = training_examples(run_dir, cfg)
+        examples, corpora = training_examples(run_dir, cfg, prepared)
     encoded = encode_pairs(run.tokenizer, [(e.source, e.target) for e in examples], d.row_len)
     values: dict[str, np.ndarray] = {}
     values["loss"] = per_example_losses(run.graphdef, run.state.params, encoded, d.guide_rows, d.row_len, progress)
     if finetune_steps:
-        guide = load_splits(d).splits["guide"] if guide is None else guide
+        guide = prepared.splits["guide"] if guide is None else guide
         guide_encoded = encode_pairs(run.tokenizer, [(e.source, e.target) for e in guide], d.row_len)
         tuned = finetune(
             run.graphdef, run.state.params, guide_encoded, finetune_steps, finetune_lr, d.guide_rows, d.row_len,
