@@ -13,7 +13,7 @@ Pre-train `tiny` with T5's span corruption on both sides of the es-en corpus's t
 pairs, guided (learning rate, b1, weight decay) and held; fine-tune each on es->en, held;
 train es->en from scratch with the same tokenizer; two seeds. Prints and writes
 results.json: each pre-training's held-out span loss, each translation run's dev loss and
-dev BLEU and chrF (beam 4, whole dev split). About an hour on a 2-core CPU; started again,
+dev BLEU and chrF (beam 4, whole dev split). About 1½ hours on a 2-core CPU; started again,
 finished runs are kept and a run cut short resumes from its checkpoint.
 
 The settings are configs/experiments/pretraining.toml (--config another file); --quick lays
