@@ -1,7 +1,7 @@
 """Markdown tables of committed sweep reports (results/sweeps/*/sweep.json), for the README's Results.
 
-    python scripts/sweep_tables.py                     # every sweep under results/sweeps/
-    python scripts/sweep_tables.py results/sweeps/lt-en
+python scripts/sweep_tables.py                     # every sweep under results/sweeps/
+python scripts/sweep_tables.py results/sweeps/lt-en
 """
 
 from __future__ import annotations

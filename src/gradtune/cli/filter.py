@@ -11,22 +11,25 @@ from pathlib import Path
 from gradtune.cli.common import add_command
 from gradtune.errors import GradtuneError
 
-BY = ("whole", "weight", "bucket", "dppl", "loss")
+BY = ("whole", "weight", "bucket", "combined", "dppl", "dppl_end", "contrast", "loss")
 
 EPILOG = """\
 Rankings (--by; higher is kept first, but for loss, where lower is):
   whole   the product of each pair's learned corpus, bucket and example weights (default;
           example_weights.tsv, written by a run that guided any data weight)
   weight  its learned example weight           bucket  its bucket's learned weight
+  combined  the worst of its quantiles under dppl, dppl_end and contrast (low: any flags it)
   dppl    delta log-perplexity: its loss under the run's model minus its loss after a short
           fine-tune on the trusted guide split (low: unlike the trusted data)
+  dppl_end  the same delta of its end-of-sentence token (low: a target cut short)
+  contrast  its loss given another pair's source minus given its own (low: misaligned)
   loss    its loss under the run's model (high: hard or noisy)
 Every ranking but whole reads a scores file: the run's example_scores.tsv (`gradtune score
 --run RUN` writes it) or --scores FILE. Ties keep the data's order.
 
 examples:
   gradtune filter --run runs/mine --keep 0.8 > clean.tsv
-  gradtune score --run runs/mine && gradtune filter --run runs/mine --by dppl --keep 0.7 > kept.tsv
+  gradtune score --run runs/mine && gradtune filter --run runs/mine --by combined --keep 0.7 > kept.tsv
   gradtune filter --scores scores.tsv --by loss --keep 0.5 --with-scores > half.tsv
 """
 

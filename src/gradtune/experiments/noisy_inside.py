@@ -46,7 +46,7 @@ from gradtune.train.scores import SCORES_FILE, Scores, check_matches, read_score
 
 CONFIG = "noisy_inside"
 KINDS = ("shuffled", "copy", "other_language", "truncated")
-CANDIDATES = ("weight", "dppl", "bucket")  # the rankings a filter may use; loss is the baseline
+CANDIDATES = ("weight", "dppl", "dppl_end", "contrast", "combined", "bucket")  # loss is the baseline, not one
 # the settings that fix the clean splits: copied from the scoring config into every retrain
 SPLIT_KEYS = ("corpus", "guide_corpus", "strict", "min_tokens", "max_tokens", "max_length_ratio", "drop_copies",
               "drop_duplicates", "dev_fraction", "test_fraction", "guide_fraction", "min_guide")  # fmt: skip
@@ -80,7 +80,7 @@ def read_experiment(name: str | Path, quick: bool = False) -> Experiment:
             config=e.get("config", "noisy_corpus"), overlay=e.get("overlay"), set=tuple(e.get("set", ())),
             noise=float(e["noise"]), other_language=e["other_language"], seed=int(e.get("seed", 0)),
             dppl_steps=int(d["steps"]), dppl_learning_rate=float(d["learning_rate"]),
-            bucket_score=b.get("score", "dppl"), bucket_set=tuple(b.get("set", ())),
+            bucket_score=b.get("score", "combined"), bucket_set=tuple(b.get("set", ())),
             retrain_config=r.get("config", "default"), retrain_set=tuple(r.get("set", ())), keep=float(r["keep"]),
             seeds=tuple(int(s) for s in r["seeds"]), beam=int(p.get("beam", 4)),
             dev_sentences=int(p.get("dev_sentences", 0)),

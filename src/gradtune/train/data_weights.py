@@ -28,7 +28,16 @@ from gradtune.files import write_json, write_text
 from gradtune.seq2seq.objectives import DATA_WEIGHTS, KINDS, weight_name
 from gradtune.train.config import DataConfig
 
-SCORE_NAMES = ("loss", "dppl", "weight", "bucket", "whole")  # the scores of train/scores.py
+SCORE_NAMES = (
+    "loss",
+    "dppl",
+    "dppl_end",
+    "contrast",
+    "combined",
+    "weight",
+    "bucket",
+    "whole",
+)  # the scores of train/scores.py
 
 
 @dataclass(frozen=True)

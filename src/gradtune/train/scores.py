@@ -1,10 +1,18 @@
-"""Scores of a run's training pairs: how clean each one looks, measured five ways.
+"""Scores of a run's training pairs: how clean each one looks, measured eight ways.
 
 * ``loss``: the pair's mean token loss under the run's model (eval mode, no smoothing);
 * ``dppl``: its *delta log-perplexity* (Lichtarge, Alberti & Kumar, TACL 2020): its loss
   under the run's model minus its loss under a copy of that model fine-tuned for a few
   steps on the trusted guide split. A pair the trusted data make likelier scores high;
   a pair unlike them (noise) scores low;
+* ``dppl_end``: the same delta of the end-of-sentence token alone. A mean over the tokens
+  cannot see a target cut short (its tokens are right, only its early end is wrong);
+  the fine-tuned model, which never saw a sentence end early, can;
+* ``contrast``: how much the pair's own source helps the run's model: the target's loss
+  given another pair's source (a fixed derangement) minus its loss given its own. Near 0
+  for a target unrelated to its source (a misaligned pair);
+* ``combined``: the three detectors together — a pair's worst quantile under ``dppl``,
+  ``dppl_end`` and ``contrast`` (in (0, 1]; low when any of them flags it);
 * ``weight``: its learned example weight; ``bucket``: the learned weight of its bucket;
   ``whole``: the product of its learned corpus, bucket and example weights (what
   ``gradtune filter`` ranks by by default) — each where the run guided it.
@@ -28,11 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from scipy.stats import rankdata
 from tqdm import tqdm
 
 from gradtune.data.batching import Encoded, encode_pairs, pack, training_batches
 from gradtune.data.corpora import Example
 from gradtune.data.prepare import Prepared
+from gradtune.data.tokenizer import EOS_ID
 from gradtune.errors import DataError, GradtuneError
 from gradtune.files import write_text
 from gradtune.seq2seq.loss import token_losses
@@ -42,7 +52,7 @@ from gradtune.train.data_weights import EXAMPLE_WEIGHTS, SCORE_NAMES, one_field,
 from gradtune.train.inputs import WEIGHT_COUNTS, fingerprint, load_splits
 
 SCORES_FILE = "example_scores.tsv"
-CLEANER = {"loss": -1.0, "dppl": 1.0, "weight": 1.0, "bucket": 1.0, "whole": 1.0}  # sign: higher × sign = cleaner
+CLEANER = {name: -1.0 if name == "loss" else 1.0 for name in SCORE_NAMES}  # sign: higher × sign = cleaner
 
 
 @dataclass(frozen=True)
@@ -123,31 +133,61 @@ def check_matches(scores: Scores, examples: Sequence[Example], where: str) -> No
 
 @partial(jax.jit, static_argnums=(0, 3))
 def _loss_sums(graphdef, params, batch, n: int):
-    """Per example of a packed batch: the sum of its token losses and its token count."""
+    """Per example of a packed batch: the sum of its token losses, its token count and the
+    loss of its end-of-sentence token."""
     logits = nnx.merge(graphdef, params)(batch)
     mask = batch["tgt_out"] != 0
     losses = jnp.where(mask, token_losses(logits, batch["tgt_out"]), 0.0)
     ids = batch["tgt_example"].ravel()
+    end = jnp.where(batch["tgt_out"] == EOS_ID, losses, 0.0)
     return (
         jax.ops.segment_sum(losses.ravel(), ids, n),
         jax.ops.segment_sum(mask.ravel().astype(losses.dtype), ids, n),
+        jax.ops.segment_sum(end.ravel(), ids, n),
     )
+
+
+@dataclass(frozen=True)
+class PairLosses:
+    """Per example: its mean token loss and the loss of its end-of-sentence token."""
+
+    mean: np.ndarray
+    end: np.ndarray
 
 
 def per_example_losses(
     graphdef, params, examples: Sequence[Encoded], rows: int, row_len: int, progress: bool = False
-) -> np.ndarray:
-    """Each example's mean token loss under ``params`` (eval mode, no smoothing). One
-    compilation serves every call with the same model and number of examples."""
+) -> PairLosses:
+    """Each example's losses under ``params`` (eval mode, no smoothing). One compilation
+    serves every call with the same model and number of examples."""
     n = len(examples)
-    total, count = np.zeros(n), np.zeros(n)
+    total, count, end = np.zeros(n), np.zeros(n), np.zeros(n)
     with tqdm(total=n, disable=not progress, unit="pair", desc="scoring", dynamic_ncols=True) as bar:
         for batch in pack(examples, range(n), rows, row_len, {"example": np.arange(n)}):
-            s, c = _loss_sums(graphdef, params, batch, n)
+            s, c, e = _loss_sums(graphdef, params, batch, n)
             total += np.asarray(s)
             count += np.asarray(c)
+            end += np.asarray(e)
             bar.update(int(((batch["tgt_pos"] == 0) & (batch["tgt_out"] != 0)).sum()))  # examples in the batch
-    return total / np.maximum(count, 1)
+    return PairLosses(total / np.maximum(count, 1), end)
+
+
+def deranged(examples: Sequence[Encoded], seed: int = 0) -> list[Encoded]:
+    """Each target with another example's source: a random cycle, so no pair keeps its own."""
+    order = np.random.default_rng([seed, 23]).permutation(len(examples))
+    source_of = np.empty(len(examples), np.int64)
+    source_of[order] = np.roll(order, -1)
+    return [(examples[int(j)][0], target) for (_, target), j in zip(examples, source_of, strict=True)]
+
+
+def quantiles(values: np.ndarray) -> np.ndarray:
+    """Each value's quantile among ``values`` in (0, 1], ties sharing their mean rank."""
+    return rankdata(values) / len(values)
+
+
+def combined(dppl: np.ndarray, dppl_end: np.ndarray, contrast: np.ndarray) -> np.ndarray:
+    """The worst of a pair's quantiles under the three detectors (higher = cleaner)."""
+    return np.minimum.reduce([quantiles(dppl), quantiles(dppl_end), quantiles(contrast)])
 
 
 def finetune(
@@ -225,8 +265,8 @@ def learned_weights(values: dict[str, np.ndarray], tags: dict[str, np.ndarray]) 
 
 def score_run(
     run_dir: Path,
-    finetune_steps: int = 200,
-    finetune_lr: float = 1e-3,
+    finetune_steps: int,
+    finetune_lr: float,
     which: str = "last",
     examples: list[Example] | None = None,
     corpora: list[str] | None = None,
@@ -235,7 +275,8 @@ def score_run(
 ) -> Scores:
     """Every score of a run's training pairs (``examples``, ``corpora`` and ``guide``: its
     training split, corpus names and guide split when the caller built the data; by default
-    ``training_examples`` and the config's guide split). ``finetune_steps = 0``: no ``dppl``."""
+    ``training_examples`` and the config's guide split). ``finetune_steps = 0``: ``loss`` and
+    the learned weights only."""
     from gradtune.train.data_weights import data_tags, read_counts
     from gradtune.train.guidance import build_trainer
     from gradtune.train.setup import load_run
@@ -254,7 +295,8 @@ def score_run(
         examples, corpora = training_examples(run_dir, cfg, prepared)
     encoded = encode_pairs(run.tokenizer, [(e.source, e.target) for e in examples], d.row_len)
     values: dict[str, np.ndarray] = {}
-    values["loss"] = per_example_losses(run.graphdef, run.state.params, encoded, d.guide_rows, d.row_len, progress)
+    base = per_example_losses(run.graphdef, run.state.params, encoded, d.guide_rows, d.row_len, progress)
+    values["loss"] = base.mean
     if finetune_steps:
         guide = prepared.splits["guide"] if guide is None else guide
         guide_encoded = encode_pairs(run.tokenizer, [(e.source, e.target) for e in guide], d.row_len)
@@ -262,9 +304,13 @@ def score_run(
             run.graphdef, run.state.params, guide_encoded, finetune_steps, finetune_lr, d.guide_rows, d.row_len,
             cfg.train.seed, progress,
         )  # fmt: skip
-        values["dppl"] = values["loss"] - per_example_losses(
-            run.graphdef, tuned, encoded, d.guide_rows, d.row_len, progress
-        )
+        after = per_example_losses(run.graphdef, tuned, encoded, d.guide_rows, d.row_len, progress)
+        other_source = per_example_losses(run.graphdef, run.state.params, deranged(encoded), d.guide_rows, d.row_len,
+                                          progress)  # fmt: skip
+        values["dppl"] = base.mean - after.mean
+        values["dppl_end"] = base.end - after.end
+        values["contrast"] = other_source.mean - base.mean
+        values["combined"] = combined(values["dppl"], values["dppl_end"], values["contrast"])
     losses = make_losses(run.graphdef)
     setup = build_trainer(cfg, losses.train, losses.guide, read_counts(run_dir / WEIGHT_COUNTS))
     learned = {k: np.asarray(v) for k, v in setup.trainer.values(run.state.raw).items() if k in setup.guided}
