@@ -90,7 +90,7 @@ def run(run_dir: Path, cfg: Config, progress: bool = True) -> dict:
     encoded_train = encode_pairs(tokenizer, train_pairs, d.row_len)  # as the run encoded them
     shapes = batch_shapes(d.row_len, d.batch_rows, d.batch_tokens)
     visits = visit_counts(encoded_train, shapes, cfg.train.seed, int(state.step))
-    losses = per_example_losses(graphdef, state.params, encoded_train, d.batch_rows, d.row_len)
+    losses = per_example_losses(graphdef, state.params, encoded_train, d.batch_rows, d.row_len).mean
 
     records = read_metrics(run_dir)
     trajectory = [
