@@ -28,7 +28,15 @@ from gradtune.data.cleaning import same_text
 from gradtune.experiments.noisy_corpus import roc_auc
 from gradtune.experiments.noisy_inside import CANDIDATES, KINDS, detection, noisy_inside_data, read_experiment
 from gradtune.train.config import config_file, load_config
-from gradtune.train.scores import SCORES_FILE, Scores, combined, deranged, finetune, per_example_losses, read_scores
+from gradtune.train.scores import (
+    SCORES_FILE,
+    Scores,
+    deranged,
+    finetune,
+    finetune_scores,
+    per_example_losses,
+    read_scores,
+)
 from gradtune.train.setup import load_run
 
 
@@ -42,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="the experiment's --run-dir")
     parser.add_argument("finetunes", nargs="*", help="STEPS:LR, one per trusted fine-tune to probe")
+    parser.add_argument("--model", default="scoring", help="the run whose model scores: scoring (default) or buckets")
     parser.add_argument(
         "--noise-seed", type=int, help="the noise draw the scoring run trained on (default the experiment's)"
     )
@@ -56,8 +65,8 @@ def main() -> None:
     train, guide, kind = data.prepared.splits["train"], data.prepared.splits["guide"], data.kind
 
     rankings, values = {}, {}
-    if (args.run_dir / "scoring" / SCORES_FILE).is_file():
-        scoring = read_scores(args.run_dir / "scoring" / SCORES_FILE)
+    if (args.run_dir / args.model / SCORES_FILE).is_file():
+        scoring = read_scores(args.run_dir / args.model / SCORES_FILE)
         values = dict(scoring.values)
         if (args.run_dir / "buckets" / SCORES_FILE).is_file():
             values["bucket"] = read_scores(args.run_dir / "buckets" / SCORES_FILE).values["bucket"]
@@ -69,15 +78,15 @@ def main() -> None:
     rules = {"short target (target/source length ratio)": rule_detection(-ratio, kind),
              "source = target": rule_detection(copies, kind)}  # fmt: skip
 
-    run = load_run(args.run_dir / "scoring", "last")
+    run = load_run(args.run_dir / args.model, "last")
     d = run.cfg.data
     encoded = encode_pairs(run.tokenizer, [(e.source, e.target) for e in train], d.row_len)
     guide_encoded = encode_pairs(run.tokenizer, [(e.source, e.target) for e in guide], d.row_len)
     pairs = [(e.source, e.target) for e in train]
     measured = lambda values: Scores([""] * len(pairs), pairs, values)  # noqa: E731
     before = per_example_losses(run.graphdef, run.state.params, encoded, d.guide_rows, d.row_len)
-    contrast = per_example_losses(run.graphdef, run.state.params, deranged(encoded), d.guide_rows, d.row_len).mean
-    contrast = contrast - before.mean
+    other_source = per_example_losses(run.graphdef, run.state.params, deranged(encoded), d.guide_rows, d.row_len)
+    contrast = other_source.mean - before.mean
     probes = [
         {"steps": 0, "lr": 0, "score": "contrast", **detection(measured({"contrast": contrast}), "contrast", kind)}
     ]
@@ -87,8 +96,7 @@ def main() -> None:
         tuned = finetune(run.graphdef, run.state.params, guide_encoded, steps, lr, d.guide_rows, d.row_len,
                          run.cfg.train.seed)  # fmt: skip
         after = per_example_losses(run.graphdef, tuned, encoded, d.guide_rows, d.row_len)
-        scores = {"dppl": before.mean - after.mean, "dppl_end": before.end - after.end}
-        scores["combined"] = combined(scores["dppl"], scores["dppl_end"], contrast)
+        scores = {k: v for k, v in finetune_scores(before, after, other_source).items() if k != "contrast"}
         seconds = round(time.time() - start)
         for name, value in scores.items():
             probes.append({"steps": steps, "lr": lr, "score": name, **detection(measured({name: value}), name, kind),
@@ -102,6 +110,7 @@ def main() -> None:
         per = " ".join(f"{k} {found['auc_per_kind'][k]:.3f}" for k in KINDS)
         print(f"{name:45s} AUC {found['auc']:.3f}  {per}")
     seed = "" if args.noise_seed is None else f" --noise-seed {args.noise_seed}"
+    seed += "" if args.model == "scoring" else f" --model {args.model}"
     out = {"what": f"python scripts/noisy_inside_probes.py {args.run_dir} {' '.join(args.finetunes)}{seed}",
            "noise_seed": experiment.seed, "rankings": rankings, "rules": rules, "finetunes": probes}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

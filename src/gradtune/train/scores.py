@@ -190,6 +190,18 @@ def combined(dppl: np.ndarray, dppl_end: np.ndarray, contrast: np.ndarray) -> np
     return np.minimum.reduce([quantiles(dppl), quantiles(dppl_end), quantiles(contrast)])
 
 
+def finetune_scores(base: PairLosses, tuned: PairLosses, other_source: PairLosses) -> dict[str, np.ndarray]:
+    """``dppl``, ``dppl_end``, ``contrast`` and ``combined`` from a pair's losses under the run's
+    model, under its fine-tuned copy, and under the run's model given another pair's source."""
+    scores = {
+        "dppl": base.mean - tuned.mean,
+        "dppl_end": base.end - tuned.end,
+        "contrast": other_source.mean - base.mean,
+    }
+    scores["combined"] = combined(scores["dppl"], scores["dppl_end"], scores["contrast"])
+    return scores
+
+
 def finetune(
     graphdef,
     params,
@@ -307,10 +319,7 @@ def score_run(
         after = per_example_losses(run.graphdef, tuned, encoded, d.guide_rows, d.row_len, progress)
         other_source = per_example_losses(run.graphdef, run.state.params, deranged(encoded), d.guide_rows, d.row_len,
                                           progress)  # fmt: skip
-        values["dppl"] = base.mean - after.mean
-        values["dppl_end"] = base.end - after.end
-        values["contrast"] = other_source.mean - base.mean
-        values["combined"] = combined(values["dppl"], values["dppl_end"], values["contrast"])
+        values.update(finetune_scores(base, after, other_source))
     losses = make_losses(run.graphdef)
     setup = build_trainer(cfg, losses.train, losses.guide, read_counts(run_dir / WEIGHT_COUNTS))
     learned = {k: np.asarray(v) for k, v in setup.trainer.values(run.state.raw).items() if k in setup.guided}
