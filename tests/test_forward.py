@@ -5,10 +5,12 @@ AdamW value (its `forward ×3` rows; tests/test_check_hypergrads.py)."""
 
 import dataclasses
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 from toy_models import CrossAttentionConfig, CrossAttentionOnly
@@ -31,7 +33,7 @@ SPECS = (
 )
 
 
-def transformer_trainer(specs=SPECS, meta_lr=0.0, forward_decay=None, toy=False):
+def transformer_trainer(specs=SPECS, meta_lr=0.0, forward_decay=None, toy=False, forward_bound=None):
     """A float64 Transformer with dropout (or, ``toy``, the smaller model of tests/toy_models.py,
     quicker to compile but computing in float32: not for exactness) and an AdamW trainer of ``specs``."""
     if toy:
@@ -44,7 +46,8 @@ def transformer_trainer(specs=SPECS, meta_lr=0.0, forward_decay=None, toy=False)
         graphdef, params = nnx.split(Transformer(cfg, nnx.Rngs(0), dtype=jnp.float64))
     losses = make_losses(graphdef)
     trainer = GuidedTrainer(losses.train, losses.guide, make_optimizer("adamw", {}), lambda s: 3e-3, specs,
-                            meta_optimizer(specs, learning_rate=meta_lr), forward_decay=forward_decay)  # fmt: skip
+                            meta_optimizer(specs, learning_rate=meta_lr), forward_decay=forward_decay,
+                            forward_bound=forward_bound)  # fmt: skip
     return trainer, trainer.init(params, jnp.float64)
 
 
@@ -91,6 +94,40 @@ def test_forward_mode_follows_scalars_only_and_a_jitted_step_moves_the_values():
             transformer_trainer(specs=(SPECS[0], vector), forward_decay=1.0, toy=True)
 
 
+def test_a_tangent_longer_than_the_bound_restarts_from_zero():
+    """``tangent_ratio/NAME`` is ‖Z_θ‖ / ‖θ'‖ (known answer: the norms taken here, rtol 1e-12);
+    a bound between two values' ratios zeroes the longer tangent alone (parameters and
+    optimizer state), counted in ``tangents_reset``, and leaves the update as it was."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(7)
+        specs = SPECS[:2]  # the learning rate and b1: two rows of tangents
+        free, state = transformer_trainer(specs=specs, forward_decay=0.99, toy=True)
+        carry = jax.jit(functools.partial(propagate, free))
+        for i in range(2):  # some history in the tangents
+            params, opt_state, tangents, _, _ = carry(state, state.tangents, random_batch(rng, 3, 12, VOCAB),
+                                                      jax.random.key(i))  # fmt: skip
+            state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, tangents=tangents)
+        batch, key = random_batch(rng, 3, 12, VOCAB), jax.random.key(5)
+        params, opt_state, tangents, metrics, _ = carry(state, state.tangents, batch, key)
+        norm = float(optax.tree.norm(params))
+        ratios = [float(optax.tree.norm(jax.tree.map(lambda t, i=i: t[i], tangents.params))) / norm for i in range(2)]
+        for spec, ratio in zip(specs, ratios, strict=True):
+            np.testing.assert_allclose(metrics[f"tangent_ratio/{spec.name}"], ratio, rtol=1e-12)
+        assert int(metrics["tangents_reset"]) == 0 and ratios[0] != ratios[1] and min(ratios) > 0
+        longer = int(np.argmax(ratios))
+        bounded = dataclasses.replace(free, forward_bound=sum(ratios) / 2)
+        b_params, b_opt_state, b_tangents, b_metrics, _ = jax.jit(functools.partial(propagate, bounded))(
+            state, state.tangents, batch, key
+        )
+        assert int(b_metrics["tangents_reset"]) == 1
+        assert all(bool(jnp.any(leaf[longer] != 0)) for leaf in jax.tree.leaves(tangents.params))
+        for leaf, b_leaf in zip(jax.tree.leaves(tangents), jax.tree.leaves(b_tangents), strict=True):
+            np.testing.assert_array_equal(b_leaf[longer], np.zeros_like(leaf[longer]))
+            np.testing.assert_array_equal(b_leaf[1 - longer], leaf[1 - longer])
+        for a, b in zip(jax.tree.leaves((params, opt_state)), jax.tree.leaves((b_params, b_opt_state)), strict=True):
+            np.testing.assert_array_equal(a, b)  # the model's update is the same
+
+
 @pytest.mark.slow
 def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path):
     """`guidance.horizon = forward` end to end: the tangents are checkpointed, so a run stopped
@@ -117,6 +154,33 @@ def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path):
     )
 
 
+@pytest.mark.slow
+def test_after_until_step_the_values_are_held_at_a_plain_steps_cost(tmp_path):
+    """``guidance.until_step = 3`` of 6 forward-mode steps: three guided steps move the value,
+    then it stays where they left it, and the last three are held steps, which carry no
+    tangents (left as step 3 wrote them) and cost what a plain step costs."""
+    from conftest import TINY
+
+    from gradtune.cli.main import main
+    from gradtune.train.logbook import read_metrics
+    from gradtune.train.setup import load_run
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), "--steps", "6", *TINY, "--set", "horizon=forward",
+                 "--set", "guided=learning_rate", "--set", "guidance.until_step=3", "--set", "eval_every=3",
+                 "--set", "checkpoint_every=3", "--set", "bleu_examples=2", "--set", "log_every=1",
+                 "--set", "guidance.meta_learning_rate=0.1"]) == 0  # fmt: skip
+    values = [r["value/learning_rate"] for r in read_metrics(run_dir) if "value/learning_rate" in r]
+    assert len(values) == 6 and values[2] != values[0] and values[3] == values[4] == values[5]
+    assert all("hypergrad/learning_rate" in r for r in read_metrics(run_dir)[:3] if "train_loss" in r)
+    compute = json.loads((run_dir / "summary.json").read_text())["compute"]
+    assert compute["guided_steps"] == 3 and compute["plain_steps"] == 3
+    assert compute["plain_flops"] < compute["guided_flops"] / 2  # a forward step is ~4× a plain one
+    at_3, at_6 = load_run(run_dir, "3").state, load_run(run_dir).state
+    for a, b in zip(jax.tree.leaves(at_3.tangents), jax.tree.leaves(at_6.tangents), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_horizon_is_checked_when_the_config_is_resolved():
     from gradtune.errors import ConfigError
     from gradtune.train.config import load_config
@@ -128,6 +192,12 @@ def test_the_horizon_is_checked_when_the_config_is_resolved():
         load_config(None, ["guidance.horizon=sideways"])
     with pytest.raises(ConfigError, match=r"guidance\.forward_decay"):
         load_config(None, ["guidance.horizon=forward", "guidance.forward_decay=1.5"])
+    with pytest.raises(ConfigError, match=r"guidance\.forward_bound"):
+        load_config(None, ["guidance.horizon=forward", "guidance.forward_bound=0"])
+    for until in (-1, 5, 601):  # after guidance's own warm-up (5 steps), within the run (600)
+        with pytest.raises(ConfigError, match=r"guidance\.until_step"):
+            load_config(None, [f"guidance.until_step={until}", "guidance.warmup_steps=5", "train.steps=600"])
+    assert load_config(None, ["guidance.until_step=600", "train.steps=600"]).guidance.until_step == 600
 
 
 def test_a_checkpoint_from_before_the_tangents_field_still_restores(tmp_path):

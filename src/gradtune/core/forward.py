@@ -16,8 +16,9 @@ every step so far (the meta steps' own dependence on r aside), so the hypergradi
 of the guide loss after the whole run; with γ = 0 it is exactly the one-step hypergradient.
 A γ below 1 (0.99: a horizon of about 100 steps) discounts older steps; Z stays bounded only
 while the update's Jacobian has no direction above 1/γ (a step size past the edge of
-stability grows it), and a tangent that stops being finite restarts from 0
-(``tangents_reset`` in the metrics).
+stability grows it), and a tangent that stops being finite, or grows longer than
+``forward_bound`` times the parameters, restarts from 0 (``tangents_reset`` in the metrics;
+``tangent_ratio/NAME`` is ‖Z_θ‖ / ‖θ‖).
 
 Cost: ``jax.linearize`` of the update (a train step, kept for reuse), one forward-mode
 product through it per value (about a Hessian-vector product each), and one gradient of
@@ -117,12 +118,27 @@ def propagate(
         return jvp(*jax.tree.map(scale, (tangent_params, tangent_floats)), raw_tangent)
 
     new = Tangents(*jax.vmap(one)(tangents.params, tangents.opt_state, basis))
-    # Z can grow without bound where the update's Jacobian has a direction above 1/γ (a step
-    # size past the stable edge); a tangent that is no longer finite starts again from 0.
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(t)) for t in jax.tree.leaves(new)]))
-    new = jax.tree.map(lambda t: jnp.where(finite, t, jnp.zeros_like(t)), new)
-    metrics = {**metrics, "tangents_reset": (~finite).astype(jnp.int32)}
+    # Z grows without bound where the update's Jacobian has a direction above 1/γ (a step size
+    # past the stable edge): its hypergradient is then a huge number of no reliable sign, and
+    # one such number would swamp the meta optimizer's moments for the rest of the run. A
+    # tangent that is no longer finite, or longer than ``trainer.forward_bound`` times the
+    # parameters (a unit change of a raw value moving θ by more than θ's own length), starts
+    # again from 0: a horizon truncated where the dynamics stop being predictable.
+    ratio = _norms(new.params) / jnp.maximum(optax.tree.norm(params), jnp.finfo(jnp.float32).tiny)
+    finite = jnp.stack([jnp.all(jnp.isfinite(t), axis=tuple(range(1, t.ndim))) for t in jax.tree.leaves(new)]).all(0)
+    keep = finite & (ratio <= trainer.forward_bound) if trainer.forward_bound is not None else finite
+    new = jax.tree.map(lambda t: jnp.where(keep.reshape((-1,) + (1,) * (t.ndim - 1)), t, jnp.zeros_like(t)), new)
+    ratios = {f"tangent_ratio/{name}": jnp.where(finite[i], ratio[i], jnp.inf) for i, name in enumerate(names)}
+    metrics = {**metrics, "tangents_reset": jnp.sum(~keep).astype(jnp.int32), **ratios}
     return params, opt_state, Tangents(new.params, list(new.opt_state)), metrics, aux
+
+
+def _norms(stacked: Any) -> jax.Array:
+    """The Euclidean norm of each row of a pytree stacked on a leading axis."""
+    def squares(leaf):
+        return jnp.sum(jnp.square(leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))), axis=range(1, leaf.ndim))
+
+    return jnp.sqrt(sum(squares(leaf) for leaf in jax.tree.leaves(stacked)))
 
 
 def forward_hypergradients(trainer: GuidedTrainer, params: Any, tangents: Tangents, guide_batch: Any):

@@ -112,6 +112,8 @@ class GuidedTrainer:
       forward_decay: None for the one-step (greedy) hypergradient; a decay γ in [0, 1] for
         forward-mode hypergradients, whose tangents follow the whole run (``core/forward.py``;
         scalar values only; every step, plain ones too, then carries the tangents).
+      forward_bound: forward mode only: a tangent longer than this many times the parameters
+        (‖dθ/dr‖ > bound · ‖θ‖) restarts from 0, as a non-finite one does; None: no bound.
     """
 
     train_loss: TrainLoss
@@ -123,6 +125,7 @@ class GuidedTrainer:
     fixed: Mapping[str, float] = field(default_factory=dict)
     rows_present: Callable[[Any], Mapping[str, jax.Array]] | None = None
     forward_decay: float | None = None
+    forward_bound: float | None = None
 
     def __post_init__(self) -> None:
         if any(s.lazy for s in self.specs) and self.rows_present is None:
@@ -133,6 +136,8 @@ class GuidedTrainer:
             forward_names(self)  # scalar values only
             if not 0.0 <= self.forward_decay <= 1.0:
                 raise ValueError(f"forward_decay is {self.forward_decay}; it must be in [0, 1]")
+        if self.forward_bound is not None and not self.forward_bound > 0:
+            raise ValueError(f"forward_bound is {self.forward_bound}; it must be > 0 (or None: no bound)")
 
     def init(self, params: Any, dtype: jnp.dtype = jnp.float32) -> TrainState:
         """The training state at step 0.
@@ -207,7 +212,8 @@ class GuidedTrainer:
         return new_params, new_opt_state, metrics, aux
 
     def plain_step(self, state: TrainState, batch: Any, key: jax.Array):
-        """One model update with the guided values held (skipped if the loss is not finite).
+        """One model update with the guided values held (skipped if the loss is not finite);
+        in forward mode it carries the tangents, as every step does while guidance lasts.
 
         Args:
           state: the training state.
@@ -218,14 +224,20 @@ class GuidedTrainer:
           ``(new state, metrics, aux)``: metrics are the train loss, learning rate, gradient
           norm, each guided value (``value_key``) and ``skipped``; aux is ``train_loss``'s.
         """
-        if self.forward_decay is not None:
-            from gradtune.core.forward import propagate
+        if self.forward_decay is None:
+            return self.held_step(state, batch, key)
+        from gradtune.core.forward import propagate
 
-            params, opt_state, tangents, metrics, aux = propagate(self, state, state.tangents, batch, key)
-            new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, tangents=tangents)
-        else:
-            params, opt_state, metrics, aux = self.lookahead(state.raw, state, batch, key)
-            new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
+        params, opt_state, tangents, metrics, aux = propagate(self, state, state.tangents, batch, key)
+        new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, tangents=tangents)
+        new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"])
+        return new_state, metrics, aux
+
+    def held_step(self, state: TrainState, batch: Any, key: jax.Array):
+        """``plain_step`` without tangents, at a plain step's cost: the steps after guidance
+        has ended (the tangents, no longer needed, are left as they are)."""
+        params, opt_state, metrics, aux = self.lookahead(state.raw, state, batch, key)
+        new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
         new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"])
         return new_state, metrics, aux
 

@@ -19,7 +19,8 @@ def compiled_flops(jitted, *args: Any) -> float:
 
 
 class ComputeMeter:
-    """Counts the steps of each kind (``plain``, ``guided``) and shape, with their flops."""
+    """Counts the steps of each kind (``plain``, ``guided``, ``held``: a plain step after
+    guidance has ended) and shape, with their flops; held steps count as plain ones."""
 
     def __init__(self) -> None:
         self.flops: dict[tuple[str, tuple], float] = {}
@@ -36,7 +37,7 @@ class ComputeMeter:
         """Steps and flops of each kind, and the total (the sweep's compute axis)."""
         out: dict[str, Any] = {}
         for kind in ("plain", "guided"):
-            keys = [k for k in self.calls if k[0] == kind]
+            keys = [k for k in self.calls if k[0] == kind or (kind == "plain" and k[0] == "held")]
             out[f"{kind}_steps"] = sum(self.calls[k] for k in keys)
             out[f"{kind}_flops"] = sum(self.calls[k] * self.flops[k] for k in keys)
         out["train_flops"] = out["plain_flops"] + out["guided_flops"]

@@ -96,6 +96,8 @@ class GuidanceConfig:
     # parameters and optimizer state carried along the whole run, decayed by forward_decay; scalars only)
     horizon: str = "one-step"
     forward_decay: float = 0.99  # horizon = forward: the tangents' decay per step (1: exact over the run)
+    # horizon = forward: a tangent longer than this times the parameters (‖dθ/dr‖ / ‖θ‖) restarts from 0
+    forward_bound: float = 1.0
     meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"
@@ -104,6 +106,7 @@ class GuidanceConfig:
     lazy_scale: str = "step"
     lazy_b1: float = 0.9  # example weights' lazy Adam: first-moment decay per row (0: each visit counts once)
     warmup_steps: int = 0  # plain steps before guidance starts
+    until_step: int = 0  # guidance ends here: values held after, at a plain step's cost (no tangents); 0: never
     guide_every: int = 1  # a guided step every k steps; plain steps in between
     reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never
     # fixed | cycle (new each guided step) | epoch (new each epoch) | train;

@@ -46,7 +46,7 @@ def make_spec(name: str, init: float, override: dict[str, str], counts: np.ndarr
 
 def build_meta_optimizer(cfg: Config, specs: list[GuidedSpec]) -> tuple[optax.GradientTransformation, optax.Schedule]:
     g = cfg.guidance
-    schedule = parse_schedule(g.meta_schedule, g.meta_learning_rate, 0, cfg.train.steps)
+    schedule = parse_schedule(g.meta_schedule, g.meta_learning_rate, 0, g.until_step or cfg.train.steps)
     base = meta_factory(g.meta_optimizer)(schedule)
     return meta_optimizer(
         specs, learning_rate=schedule, base=base, clip=g.clip, lazy_scale=g.lazy_scale, lazy_b1=g.lazy_b1
@@ -85,5 +85,6 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
         fixed=fixed,
         rows_present=make_rows_present(lazy) if lazy else None,
         forward_decay=g.forward_decay if g.horizon == "forward" and g.enabled and names else None,
+        forward_bound=g.forward_bound,
     )
     return Setup(trainer, hyperparams, names, meta_schedule)

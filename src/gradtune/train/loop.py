@@ -126,7 +126,12 @@ class Session:
 
     def is_guided(self, step: int) -> bool:
         g = self.cfg.guidance
-        return bool(self.setup.guided) and step >= g.warmup_steps and (step - g.warmup_steps) % g.guide_every == 0
+        return (bool(self.setup.guided) and step >= g.warmup_steps and not self.has_ended(step)
+                and (step - g.warmup_steps) % g.guide_every == 0)  # fmt: skip
+
+    def has_ended(self, step: int) -> bool:
+        """Guidance is over (``guidance.until_step``): the values are held for good."""
+        return bool(self.cfg.guidance.until_step) and step >= self.cfg.guidance.until_step
 
 
 def build_session(cfg: Config, run_dir: Path, prepared, resume: bool) -> Session:
@@ -228,7 +233,7 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
             epoch = stream.state().epoch
             batch = next(stream)
             position = stream.state()  # consumed, not prefetched: where a resume starts
-            if setup.guided and g.reset_every and step and step % g.reset_every == 0:
+            if setup.guided and g.reset_every and step and step % g.reset_every == 0 and not session.has_ended(step):
                 fresh, layout = setup.trainer.reset(state), state_shardings(session.mesh, state)  # as the steps take it
                 new = {k: place(getattr(fresh, k), getattr(layout, k)) for k in ("raw", "meta_state", "tangents")}
                 state = fresh._replace(**new)
@@ -238,9 +243,9 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
                 state, metrics, aux = steps.guided(state, batch, guide)
                 guided_count += 1
             else:
-                batch = put(batch, rows)
-                compute.count("plain", steps.plain, state, batch)
-                state, metrics, aux = steps.plain(state, batch)
+                batch, kind = put(batch, rows), "held" if session.has_ended(step) else "plain"
+                compute.count(kind, getattr(steps, kind), state, batch)
+                state, metrics, aux = getattr(steps, kind)(state, batch)
             pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
             evaluating = (step + 1) % t.eval_every == 0 or step + 1 == t.steps
             stopping = stop.signal is not None

@@ -334,7 +334,7 @@ def _resolve_guidance(cfg: Config) -> None:
         value_activation(name, initial.get(name, 1.0), overrides.get(name, {}))
     meta_factory(g.meta_optimizer)
     _require(g.meta_learning_rate > 0, "guidance.meta_learning_rate", g.meta_learning_rate, "be > 0")
-    _schedule("guidance.meta_schedule", g.meta_schedule, g.meta_learning_rate, 0, cfg.train.steps)
+    _schedule("guidance.meta_schedule", g.meta_schedule, g.meta_learning_rate, 0, g.until_step or cfg.train.steps)
     _require(g.clip is None or g.clip > 0, "guidance.clip", g.clip, "be unset (none) or > 0")
     _choice("guidance.lazy_scale", g.lazy_scale, LAZY_SCALES)
     _require(0 <= g.lazy_b1 < 1, "guidance.lazy_b1", g.lazy_b1, "be in [0, 1)")
@@ -343,6 +343,10 @@ def _resolve_guidance(cfg: Config) -> None:
     _choice("guidance.guide_batch", g.guide_batch, ("auto", *POLICIES))
     _choice("guidance.horizon", g.horizon, HORIZONS)
     _require(0 <= g.forward_decay <= 1, "guidance.forward_decay", g.forward_decay, "be in [0, 1]")
+    _require(g.forward_bound > 0, "guidance.forward_bound", g.forward_bound, "be > 0")
+    _require(g.until_step == 0 or g.warmup_steps < g.until_step <= cfg.train.steps, "guidance.until_step",
+             g.until_step, f"be 0 (guidance to the end) or in (guidance.warmup_steps, train.steps] = "
+             f"({g.warmup_steps}, {cfg.train.steps}]")  # fmt: skip
     if g.horizon == "forward" and (vectors := [n for n in names if GUIDABLE[n].side == "data"]):
         raise ConfigError(
             f"guidance.horizon = forward follows scalar values only; {', '.join(vectors)} has a value per row: "
