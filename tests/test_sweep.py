@@ -180,3 +180,20 @@ def test_every_committed_sweep_and_its_quick_overlay_make_valid_trial_configs(pa
             if method in sweep.methods:
                 for point in fixed_points(sweep, method):
                     load_config(sweep.config, [*sweep.base_set, *point.overrides])
+
+
+def test_the_plots_follow_the_key_the_trials_vary():
+    """A setting every trial shares (``guidance.horizon=forward``) is not the swept key, though
+    it comes first in each trial's overrides; with one trial, its point's (last) key."""
+    from gradtune.experiments.sweep import _swept_key
+
+    def trial(*overrides):
+        return {"overrides": list(overrides)}
+
+    shared = ("guidance.horizon=forward", "guidance.until_step=240")
+    guided = [trial(*shared, f"guidance.lr_multiplier={m}") for m in (0.1, 1.0, 10.0)]
+    assert _swept_key({"trials": {"guided": guided}}) == "guidance.lr_multiplier"
+    grid = [trial("guidance.enabled=false", f"optim.label_smoothing={v}") for v in (0.0, 0.1)]
+    assert _swept_key({"trials": {"grid": grid, "guided": guided}}) == "optim.label_smoothing"
+    assert _swept_key({"trials": {"guided": guided[:1]}}) == "guidance.lr_multiplier"
+    assert _swept_key({"trials": {"guided": [trial("guidance.lr_multiplier=1", "optim.b1=0.8")]}}) == "optim.b1"

@@ -760,15 +760,22 @@ def _value_name(key: str) -> str:
 
 
 def _swept_key(report: dict) -> str:
+    """The key the grid (else the guided trials) varies: a key every trial sets to one value
+    (``guidance.horizon=forward`` for all) is not it; with one trial, its point's key (its
+    last override: the method's own settings come first)."""
+    ignored = ("guidance.enabled", "guidance.guided", "train.seed")
+    keys = []
     for rows in (report["trials"].get("grid", []), report["trials"].get("guided", [])):
+        values: dict[str, set[str]] = {}
         for r in rows:
             for item in r.get("overrides", []):
-                key = item.split("=", 1)[0]
-                if key not in ("guidance.enabled", "guidance.guided", "train.seed") and not key.startswith(
-                    "optim.optim"
-                ):
-                    return key
-    return "guidance.lr_multiplier"
+                key, _, value = item.partition("=")
+                if key not in ignored and not key.startswith("optim.optim"):
+                    values.setdefault(key, set()).add(value)
+        if varying := [key for key, seen in values.items() if len(seen) > 1]:
+            return varying[0]
+        keys += list(values)
+    return keys[-1] if keys else "guidance.lr_multiplier"
 
 
 def _value_of(trial: dict, key: str) -> float | None:
