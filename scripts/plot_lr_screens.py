@@ -1,0 +1,91 @@
+"""Issue 16's screens on one plot: each guided run's learned learning-rate multiplier against
+step, one panel per screen, over the held constants of the pair's 9-point grid (their dev loss
+beside them).
+
+    python scripts/plot_lr_screens.py results/sweeps/lt-en lt-en-forward lt-en-forward-240 ... \
+        [--runs runs/sweeps] [--out results/sweeps/lt-en-screens]
+
+GRID is a committed sweep folder holding the grid (its ``sweep.json``); each SCREEN names a
+sweep whose guided trials' run folders are under ``--runs`` (their ``metrics.jsonl``: the
+learned multiplier at every step). Writes OUT.json (every trajectory, each 5th step, with its
+dev loss and compute) and OUT.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gradtune.core.step import value_key
+from gradtune.files import write_json
+from gradtune.train.logbook import read_metrics
+
+KEY = "guidance.lr_multiplier"
+EVERY = 5
+
+
+def multiplier(trial: dict) -> float:
+    return float(next(item.split("=", 1)[1] for item in reversed(trial["overrides"]) if item.startswith(KEY + "=")))
+
+
+def trajectory(run_dir: Path) -> list[tuple[int, float]]:
+    key = value_key("learning_rate")
+    points = [(r["step"], r[key]) for r in read_metrics(run_dir) if key in r]
+    return [p for p in points if p[0] % EVERY == 1 or p[0] == points[-1][0]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("grid", type=Path, help="a sweep folder with the grid's sweep.json")
+    parser.add_argument("screens", nargs="+", help="sweeps whose guided trials to draw")
+    parser.add_argument("--runs", type=Path, default=Path("runs/sweeps"), help="where the screens' run folders are")
+    parser.add_argument("--out", type=Path, default=Path("results/sweeps/lt-en-screens"))
+    args = parser.parse_args()
+
+    grid = json.loads((args.grid / "sweep.json").read_text())["trials"]["grid"]
+    constants = sorted((multiplier(t), t["dev_loss"]) for t in grid if t.get("dev_loss") is not None)
+    best = min(loss for _, loss in constants)
+    screens = {}
+    for name in args.screens:
+        sweep = json.loads((args.runs / name / "sweep.json").read_text())
+        screens[name] = [
+            {
+                "start": multiplier(t),
+                "dev_loss": t.get("dev_loss"),
+                "versus_best_constant": t["dev_loss"] / best - 1 if t.get("dev_loss") is not None else None,
+                "train_tflop": t["compute"]["train_flops"] / 1e12,
+                "overrides": t["overrides"],
+                "trajectory": trajectory(args.runs / name / "trials" / Path(t["run_dir"]).name),
+            }
+            for t in sweep["trials"]["guided"]
+            if t.get("state") == "complete"
+        ]
+    write_json(args.out.with_suffix(".json"), {"grid": constants, "best_constant": best, "screens": screens})
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(screens), figsize=(4.2 * len(screens), 4.2), sharey=True, squeeze=False)
+    for ax, (name, trials) in zip(axes[0], screens.items(), strict=True):
+        for value, loss in constants:
+            ax.axhline(value, color="0.8", lw=0.8, zorder=0)
+            ax.annotate(f"{value:g}×: {loss:.3f}", (600, value), fontsize=6, color="0.45", ha="right", va="bottom")
+        for t in sorted(trials, key=lambda t: t["start"]):
+            steps, values = zip(*t["trajectory"], strict=True)
+            label = f"from {t['start']:g}×: {t['dev_loss']:.3f} ({t['versus_best_constant']:+.1%})"
+            ax.plot(steps, values, label=label)
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6, loc="lower right")
+    axes[0][0].set_ylabel(f"learned multiplier (grid: held constants, best {best:.4f})")
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=90)
+    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
