@@ -213,3 +213,28 @@ def test_a_checkpoint_from_before_the_tangents_field_still_restores(tmp_path):
     restored = restore_arrays(tmp_path, 3, {**old, "tangents": ()})
     assert restored["tangents"] == () and restored["raw"] == {}
     np.testing.assert_array_equal(restored["params"]["w"], old["params"]["w"])
+
+
+def test_in_the_base_warm_up_a_meta_step_may_only_lower_the_learning_rate():
+    """``lower_lr_only_until``: before that step the learning rate's negative hypergradient
+    (a larger rate looks better) counts as 0 and a positive one passes; other values and
+    later steps are untouched (known answers); a guided step whose hypergradient says
+    "larger" then leaves the rate exactly where it was (Adam's first step on a 0), one-step
+    and forward alike, and still moves b1."""
+    with jax.enable_x64(True):
+        for forward_decay in (None, 0.99):
+            free, state = transformer_trainer(specs=SPECS[:2], meta_lr=1e-2, forward_decay=forward_decay, toy=True)
+            rule = dataclasses.replace(free, lower_lr_only_until=5)
+            grads = {"learning_rate": jnp.asarray(-0.3), "b1": jnp.asarray(-0.2)}
+            early, _ = rule.meta_hypergrads(grads, jnp.asarray(4))
+            late, _ = rule.meta_hypergrads(grads, jnp.asarray(5))
+            up, _ = rule.meta_hypergrads({**grads, "learning_rate": jnp.asarray(0.7)}, jnp.asarray(0))
+            assert (float(early["learning_rate"]), float(early["b1"])) == (0.0, -0.2)
+            assert (float(late["learning_rate"]), float(up["learning_rate"])) == (-0.3, 0.7)
+            rng = np.random.default_rng(4)
+            batch, guide = random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB)
+            _, metrics, _ = jax.jit(free.guided_step)(state, batch, guide, jax.random.key(0))
+            new, _, _ = jax.jit(rule.guided_step)(state, batch, guide, jax.random.key(0))
+            assert float(metrics["hypergrad/learning_rate"]) < 0  # a random model: a larger step helps
+            assert float(new.raw["learning_rate"]) == float(state.raw["learning_rate"])
+            assert float(new.raw["b1"]) != float(state.raw["b1"])

@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradtune.core.guided import clean_hypergrads
 from gradtune.core.step import GuidedTrainer, TrainState, _skip_if_not_finite
 
 
@@ -135,6 +134,7 @@ def propagate(
 
 def _norms(stacked: Any) -> jax.Array:
     """The Euclidean norm of each row of a pytree stacked on a leading axis."""
+
     def squares(leaf):
         return jnp.sum(jnp.square(leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))), axis=range(1, leaf.ndim))
 
@@ -163,7 +163,7 @@ def forward_step(trainer: GuidedTrainer, state: TrainState, batch: Any, guide_ba
     """
     params, opt_state, new_tangents, metrics, aux = propagate(trainer, state, state.tangents, batch, key)
     guide, hypergrads = forward_hypergradients(trainer, params, new_tangents, guide_batch)
-    cleaned, n_cleaned = clean_hypergrads(hypergrads)
+    cleaned, n_cleaned = trainer.meta_hypergrads(hypergrads, state.step)
     updates, meta_state = trainer.meta_optimizer.update(cleaned, state.meta_state, state.raw)
     raw = optax.apply_updates(state.raw, updates)
     metrics = {**metrics, "guide_loss": guide, "hypergrad_cleaned": n_cleaned,

@@ -114,6 +114,11 @@ class GuidedTrainer:
         scalar values only; every step, plain ones too, then carries the tangents).
       forward_bound: forward mode only: a tangent longer than this many times the parameters
         (‖dθ/dr‖ > bound · ‖θ‖) restarts from 0, as a non-finite one does; None: no bound.
+      lower_lr_only_until: before this step a meta step may only lower the learning rate (its
+        negative hypergradients count as 0). In the base schedule's warm-up the rate is still
+        small, so a larger multiplier looks better for the steps seen — which says nothing of
+        the rate it will make at the peak — while a smaller one looking better already says
+        the multiplier is too large. 0: no such rule.
     """
 
     train_loss: TrainLoss
@@ -126,6 +131,7 @@ class GuidedTrainer:
     rows_present: Callable[[Any], Mapping[str, jax.Array]] | None = None
     forward_decay: float | None = None
     forward_bound: float | None = None
+    lower_lr_only_until: int = 0
 
     def __post_init__(self) -> None:
         if any(s.lazy for s in self.specs) and self.rows_present is None:
@@ -176,6 +182,16 @@ class GuidedTrainer:
         from gradtune.core.forward import init_tangents
 
         return state._replace(tangents=init_tangents(self, state))  # the past no longer depends on them
+
+    def meta_hypergrads(self, hypergrads: Raw, step: jax.Array) -> tuple[Raw, jax.Array]:
+        """The hypergradients the meta step takes: made finite (``clean_hypergrads``), and the
+        learning rate's raised to 0 before ``lower_lr_only_until``. Returns them and how many
+        entries cleaning replaced."""
+        cleaned, n_cleaned = clean_hypergrads(hypergrads)
+        if self.lower_lr_only_until and "learning_rate" in cleaned:
+            g = cleaned["learning_rate"]
+            cleaned = {**cleaned, "learning_rate": jnp.where(step < self.lower_lr_only_until, jnp.maximum(g, 0), g)}
+        return cleaned, n_cleaned
 
     def values(self, raw: Raw) -> dict[str, jax.Array]:
         """Every value in use: the fixed ones overridden by the guided ones."""
@@ -270,7 +286,7 @@ class GuidedTrainer:
 
             return forward_step(self, state, batch, guide_batch, key)
         guide, hypergrads, (params, opt_state, metrics, aux) = self.hypergradients(state, batch, guide_batch, key)
-        cleaned, n_cleaned = clean_hypergrads(hypergrads)
+        cleaned, n_cleaned = self.meta_hypergrads(hypergrads, state.step)
         extra = {}
         if any(s.lazy for s in self.specs):  # a mask for every value: all rows of the dense ones
             rows = self.rows_present(batch)

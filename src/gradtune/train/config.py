@@ -106,6 +106,8 @@ class GuidanceConfig:
     lazy_scale: str = "step"
     lazy_b1: float = 0.9  # example weights' lazy Adam: first-moment decay per row (0: each visit counts once)
     warmup_steps: int = 0  # plain steps before guidance starts
+    # in the base schedule's warm-up (optim.warmup_steps) a meta step may only lower the learning rate
+    lower_lr_in_warmup: bool = False
     until_step: int = 0  # guidance ends here: values held after, at a plain step's cost (no tangents); 0: never
     guide_every: int = 1  # a guided step every k steps; plain steps in between
     reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never

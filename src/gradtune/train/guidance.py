@@ -86,5 +86,6 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
         rows_present=make_rows_present(lazy) if lazy else None,
         forward_decay=g.forward_decay if g.horizon == "forward" and g.enabled and names else None,
         forward_bound=g.forward_bound,
+        lower_lr_only_until=optim.warmup_steps if g.lower_lr_in_warmup else 0,
     )
     return Setup(trainer, hyperparams, names, meta_schedule)
