@@ -68,20 +68,27 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(screens), figsize=(4.2 * len(screens), 4.2), sharey=True, squeeze=False)
-    for ax, (name, trials) in zip(axes[0], screens.items(), strict=True):
+    columns = min(3, len(screens))
+    rows = -(-len(screens) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), sharey=True, squeeze=False)
+    colors = {}  # one colour per start, the same in every panel
+    for ax in axes.flat[len(screens) :]:
+        ax.set_visible(False)
+    for ax, (name, trials) in zip(axes.flat, screens.items(), strict=False):  # spare panels hidden above
         for value, loss in constants:
             ax.axhline(value, color="0.8", lw=0.8, zorder=0)
             ax.annotate(f"{value:g}×: {loss:.3f}", (600, value), fontsize=6, color="0.45", ha="right", va="bottom")
         for t in sorted(trials, key=lambda t: t["start"]):
             steps, values = zip(*t["trajectory"], strict=True)
             label = f"from {t['start']:g}×: {t['dev_loss']:.3f} ({t['versus_best_constant']:+.1%})"
-            ax.plot(steps, values, label=label)
+            color = colors.setdefault(t["start"], f"C{len(colors)}")
+            ax.plot(steps, values, label=label, color=color)
         ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step")
         ax.legend(fontsize=6, loc="lower right")
-    axes[0][0].set_ylabel(f"learned multiplier (grid: held constants, best {best:.4f})")
+    for row in axes:
+        row[0].set_ylabel(f"learned multiplier (grid held: best {best:.4f})", fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out.with_suffix(".png"), dpi=90)
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
