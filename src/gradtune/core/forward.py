@@ -123,22 +123,13 @@ def propagate(
     # tangent that is no longer finite, or longer than ``trainer.forward_bound`` times the
     # parameters (a unit change of a raw value moving θ by more than θ's own length), starts
     # again from 0: a horizon truncated where the dynamics stop being predictable.
-    ratio = _norms(new.params) / jnp.maximum(optax.tree.norm(params), jnp.finfo(jnp.float32).tiny)
+    ratio = jax.vmap(optax.tree.norm)(new.params) / jnp.maximum(optax.tree.norm(params), jnp.finfo(jnp.float32).tiny)
     finite = jnp.stack([jnp.all(jnp.isfinite(t), axis=tuple(range(1, t.ndim))) for t in jax.tree.leaves(new)]).all(0)
     keep = finite & (ratio <= trainer.forward_bound) if trainer.forward_bound is not None else finite
     new = jax.tree.map(lambda t: jnp.where(keep.reshape((-1,) + (1,) * (t.ndim - 1)), t, jnp.zeros_like(t)), new)
     ratios = {f"tangent_ratio/{name}": jnp.where(finite[i], ratio[i], jnp.inf) for i, name in enumerate(names)}
     metrics = {**metrics, "tangents_reset": jnp.sum(~keep).astype(jnp.int32), **ratios}
     return params, opt_state, Tangents(new.params, list(new.opt_state)), metrics, aux
-
-
-def _norms(stacked: Any) -> jax.Array:
-    """The Euclidean norm of each row of a pytree stacked on a leading axis."""
-
-    def squares(leaf):
-        return jnp.sum(jnp.square(leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))), axis=range(1, leaf.ndim))
-
-    return jnp.sqrt(sum(squares(leaf) for leaf in jax.tree.leaves(stacked)))
 
 
 def forward_hypergradients(trainer: GuidedTrainer, params: Any, tangents: Tangents, guide_batch: Any):
