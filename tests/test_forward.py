@@ -238,3 +238,39 @@ def test_in_the_base_warm_up_a_meta_step_may_only_lower_the_learning_rate():
             assert float(metrics["hypergrad/learning_rate"]) < 0  # a random model: a larger step helps
             assert float(new.raw["learning_rate"]) == float(state.raw["learning_rate"])
             assert float(new.raw["b1"]) != float(state.raw["b1"])
+
+
+def test_lower_lr_scale_multiplies_the_learning_rate_s_warm_up_meta_step_only():
+    """``lower_lr_scale``: in the window of ``lower_lr_only_until`` the learning rate's meta step
+    is that many times the unscaled one (rtol 1e-12, float64, random hypergradients); b1's step
+    and every step after the window are the unscaled ones exactly."""
+    with jax.enable_x64(True):
+        free, state = transformer_trainer(specs=SPECS[:2], meta_lr=1e-2, toy=True)
+        rule = dataclasses.replace(free, lower_lr_only_until=5)
+        fast = dataclasses.replace(rule, lower_lr_scale=3.0)
+        rng = np.random.default_rng(5)
+        grads = {"learning_rate": jnp.asarray(abs(rng.normal())), "b1": jnp.asarray(rng.normal())}
+        for step, scale in ((4, 3.0), (5, 1.0)):
+            at = state._replace(step=jnp.asarray(step, jnp.int32))
+            cleaned, _ = fast.meta_hypergrads(grads, at.step)
+            plain, _ = rule.meta_update(cleaned, at)
+            scaled, _ = fast.meta_update(cleaned, at)
+            moved = {k: float(scaled[k] - at.raw[k]) for k in scaled}
+            unscaled = {k: float(plain[k] - at.raw[k]) for k in plain}
+            assert unscaled["learning_rate"] < 0  # a positive hypergradient lowers the rate
+            np.testing.assert_allclose(moved["learning_rate"], scale * unscaled["learning_rate"], rtol=1e-12)
+            assert moved["b1"] == unscaled["b1"]
+    with pytest.raises(ValueError, match="lower_lr_scale"):
+        dataclasses.replace(free, lower_lr_scale=0.0)
+
+
+def test_lower_lr_scale_needs_the_warm_up_rule():
+    from gradtune.errors import ConfigError
+    from gradtune.train.config import load_config
+
+    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_scale.*lower_lr_in_warmup"):
+        load_config(None, ["guidance.lower_lr_scale=3"])
+    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_scale.*> 0"):
+        load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_scale=-1"])
+    cfg = load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_scale=3"])
+    assert cfg.guidance.lower_lr_scale == 3

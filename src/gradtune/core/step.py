@@ -119,6 +119,9 @@ class GuidedTrainer:
         small, so a larger multiplier looks better for the steps seen — which says nothing of
         the rate it will make at the peak — while a smaller one looking better already says
         the multiplier is too large. 0: no such rule.
+      lower_lr_scale: before ``lower_lr_only_until`` the learning rate's meta steps (lowerings
+        only) are this many times larger: being too high in the warm-up does damage the rest
+        of the run does not repair, being too low costs little, so the lowering may be fast.
     """
 
     train_loss: TrainLoss
@@ -132,6 +135,7 @@ class GuidedTrainer:
     forward_decay: float | None = None
     forward_bound: float | None = None
     lower_lr_only_until: int = 0
+    lower_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if any(s.lazy for s in self.specs) and self.rows_present is None:
@@ -144,6 +148,8 @@ class GuidedTrainer:
                 raise ValueError(f"forward_decay is {self.forward_decay}; it must be in [0, 1]")
         if self.forward_bound is not None and not self.forward_bound > 0:
             raise ValueError(f"forward_bound is {self.forward_bound}; it must be > 0 (or None: no bound)")
+        if not self.lower_lr_scale > 0:
+            raise ValueError(f"lower_lr_scale is {self.lower_lr_scale}; it must be > 0")
 
     def init(self, params: Any, dtype: jnp.dtype = jnp.float32) -> TrainState:
         """The training state at step 0.
@@ -192,6 +198,17 @@ class GuidedTrainer:
             g = cleaned["learning_rate"]
             cleaned = {**cleaned, "learning_rate": jnp.where(step < self.lower_lr_only_until, jnp.maximum(g, 0), g)}
         return cleaned, n_cleaned
+
+    def meta_update(self, cleaned: Raw, state: TrainState, **extra) -> tuple[Raw, Any]:
+        """The raw values after one meta step on ``cleaned`` (from ``meta_hypergrads``), and
+        the new meta state; the learning rate's step scaled by ``lower_lr_scale`` in the
+        window of ``lower_lr_only_until``."""
+        updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
+        if self.lower_lr_only_until and self.lower_lr_scale != 1.0 and "learning_rate" in updates:
+            lr = updates["learning_rate"]
+            scale = jnp.where(state.step < self.lower_lr_only_until, self.lower_lr_scale, 1.0).astype(lr.dtype)
+            updates = {**updates, "learning_rate": lr * scale}
+        return optax.apply_updates(state.raw, updates), meta_state
 
     def values(self, raw: Raw) -> dict[str, jax.Array]:
         """Every value in use: the fixed ones overridden by the guided ones."""
@@ -291,8 +308,7 @@ class GuidedTrainer:
         if any(s.lazy for s in self.specs):  # a mask for every value: all rows of the dense ones
             rows = self.rows_present(batch)
             extra["rows_present"] = {s.name: rows[s.name] if s.lazy else jnp.ones(s.shape, bool) for s in self.specs}
-        updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
-        raw = optax.apply_updates(state.raw, updates)
+        raw, meta_state = self.meta_update(cleaned, state, **extra)
         metrics = {
             **metrics,
             "guide_loss": guide,

@@ -108,6 +108,7 @@ class GuidanceConfig:
     warmup_steps: int = 0  # plain steps before guidance starts
     # in the base schedule's warm-up (optim.warmup_steps) a meta step may only lower the learning rate
     lower_lr_in_warmup: bool = False
+    lower_lr_scale: float = 1.0  # with lower_lr_in_warmup: those lowering meta steps are this times larger
     until_step: int = 0  # guidance ends here: values held after, at a plain step's cost (no tangents); 0: never
     guide_every: int = 1  # a guided step every k steps; plain steps in between
     reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never

@@ -347,6 +347,9 @@ def _resolve_guidance(cfg: Config) -> None:
     _require(g.until_step == 0 or g.warmup_steps < g.until_step <= cfg.train.steps, "guidance.until_step",
              g.until_step, f"be 0 (guidance to the end) or in (guidance.warmup_steps, train.steps] = "
              f"({g.warmup_steps}, {cfg.train.steps}]")  # fmt: skip
+    _require(g.lower_lr_scale > 0, "guidance.lower_lr_scale", g.lower_lr_scale, "be > 0")
+    _require(g.lower_lr_scale == 1 or g.lower_lr_in_warmup, "guidance.lower_lr_scale", g.lower_lr_scale,
+             "be 1 unless guidance.lower_lr_in_warmup = true (it scales those lowering steps)")  # fmt: skip
     if g.horizon == "forward" and (vectors := [n for n in names if GUIDABLE[n].side == "data"]):
         raise ConfigError(
             f"guidance.horizon = forward follows scalar values only; {', '.join(vectors)} has a value per row: "
