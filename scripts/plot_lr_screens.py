@@ -8,7 +8,8 @@ beside them).
 GRID is a committed sweep folder holding the grid (its ``sweep.json``); each SCREEN names a
 sweep whose guided trials' run folders are under ``--runs`` (their ``metrics.jsonl``: the
 learned multiplier at every step). Writes OUT.json (every trajectory, each 5th step, with its
-dev loss and compute) and OUT.png.
+dev loss and compute) and OUT.png. A screen whose run folders are gone (runs/ is not committed)
+is taken from the OUT.json written before, when it holds that screen.
 """
 
 from __future__ import annotations
@@ -46,8 +47,15 @@ def main() -> None:
     grid = json.loads((args.grid / "sweep.json").read_text())["trials"]["grid"]
     constants = sorted((multiplier(t), t["dev_loss"]) for t in grid if t.get("dev_loss") is not None)
     best = min(loss for _, loss in constants)
+    out_json = args.out.with_suffix(".json")
+    before = json.loads(out_json.read_text())["screens"] if out_json.exists() else {}
     screens = {}
     for name in args.screens:
+        if not (args.runs / name / "sweep.json").exists():
+            if name not in before:
+                raise SystemExit(f"{name}: no {args.runs / name / 'sweep.json'}, and {out_json} does not hold it")
+            screens[name] = before[name]
+            continue
         sweep = json.loads((args.runs / name / "sweep.json").read_text())
         screens[name] = [
             {
@@ -61,7 +69,7 @@ def main() -> None:
             for t in sweep["trials"]["guided"]
             if t.get("state") == "complete"
         ]
-    write_json(args.out.with_suffix(".json"), {"grid": constants, "best_constant": best, "screens": screens})
+    write_json(out_json, {"grid": constants, "best_constant": best, "screens": screens})
 
     import matplotlib
 
