@@ -274,3 +274,52 @@ def test_lower_lr_scale_needs_the_warm_up_rule():
         load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_scale=-1"])
     cfg = load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_scale=3"])
     assert cfg.guidance.lower_lr_scale == 3
+
+
+def test_lower_lr_mask_step_withholds_raising_steps_and_keeps_the_meta_state():
+    """``lower_lr_mask = "step"``: the meta optimizer sees every hypergradient, so its state is
+    exactly the one without the rule (float64, random hypergradients of both signs); in the
+    window a raising step of the learning rate is withheld and a lowering one is taken ×
+    ``lower_lr_scale`` (rtol 1e-12); b1's step and every step after the window are the free
+    rule's exactly. The hypergradient mask instead feeds Adam a 0."""
+    with jax.enable_x64(True):
+        free, state = transformer_trainer(specs=SPECS[:2], meta_lr=1e-2, toy=True)
+        step_rule = dataclasses.replace(free, lower_lr_only_until=5, lower_lr_mask="step", lower_lr_scale=3.0)
+        grad_rule = dataclasses.replace(free, lower_lr_only_until=5)
+        rng = np.random.default_rng(6)
+        for sign in (-1.0, 1.0):  # −: a larger rate looks better (a raising step), +: a lowering one
+            grads = {"learning_rate": jnp.asarray(sign * abs(rng.normal())), "b1": jnp.asarray(rng.normal())}
+            for step in (4, 5):
+                at = state._replace(step=jnp.asarray(step, jnp.int32))
+                want, want_meta = free.meta_update(free.meta_hypergrads(grads, at.step)[0], at)
+                cleaned, _ = step_rule.meta_hypergrads(grads, at.step)
+                assert float(cleaned["learning_rate"]) == float(grads["learning_rate"])  # nothing zeroed
+                got, got_meta = step_rule.meta_update(cleaned, at)
+                for a, b in zip(jax.tree.leaves(got_meta), jax.tree.leaves(want_meta), strict=True):
+                    np.testing.assert_array_equal(a, b)
+                free_step = float(want["learning_rate"] - at.raw["learning_rate"])
+                moved = float(got["learning_rate"] - at.raw["learning_rate"])
+                assert np.sign(free_step) == -sign
+                if step == 5:
+                    assert moved == free_step
+                elif sign < 0:
+                    assert moved == 0.0
+                else:
+                    np.testing.assert_allclose(moved, 3.0 * free_step, rtol=1e-12)
+                assert float(got["b1"]) == float(want["b1"])
+            zeroed, _ = grad_rule.meta_hypergrads(grads, jnp.asarray(4))
+            assert float(zeroed["learning_rate"]) == (0.0 if sign < 0 else float(grads["learning_rate"]))
+    with pytest.raises(ValueError, match="lower_lr_mask"):
+        dataclasses.replace(free, lower_lr_mask="sideways")
+
+
+def test_lower_lr_mask_is_checked_when_the_config_is_resolved():
+    from gradtune.errors import ConfigError
+    from gradtune.train.config import load_config
+
+    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*lower_lr_in_warmup"):
+        load_config(None, ["guidance.lower_lr_mask=step"])
+    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*one of hypergradient, step"):
+        load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_mask=both"])
+    cfg = load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_mask=step"])
+    assert cfg.guidance.lower_lr_mask == "step"

@@ -61,6 +61,7 @@ from gradtune.core.optimizers import with_hyperparams
 TrainLoss = Callable[[Any, Any, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Any]]
 GuideLoss = Callable[[Any, Any], jax.Array]
 MAX_LOGGED_ROWS = 64  # vector values up to this long are logged row by row
+LOWER_LR_MASKS = ("hypergradient", "step")  # GuidedTrainer.lower_lr_mask
 
 
 def value_key(name: str, row: int | None = None) -> str:
@@ -122,6 +123,12 @@ class GuidedTrainer:
       lower_lr_scale: before ``lower_lr_only_until`` the learning rate's meta steps (lowerings
         only) are this many times larger: being too high in the warm-up does damage the rest
         of the run does not repair, being too low costs little, so the lowering may be fast.
+      lower_lr_mask: how ``lower_lr_only_until`` withholds the raisings. ``"hypergradient"``:
+        the negative hypergradients count as 0, so the meta optimizer sees zeros (Adam's
+        moments decay and its bias correction runs on, and after the window its steps are up
+        to ~2× ``meta_learning_rate`` for some 50 steps). ``"step"``: the meta optimizer sees
+        every hypergradient and only its raising steps are withheld, so its state is the one
+        it would have without the rule and the steps after the window have their own size.
     """
 
     train_loss: TrainLoss
@@ -136,6 +143,7 @@ class GuidedTrainer:
     forward_bound: float | None = None
     lower_lr_only_until: int = 0
     lower_lr_scale: float = 1.0
+    lower_lr_mask: str = "hypergradient"
 
     def __post_init__(self) -> None:
         if any(s.lazy for s in self.specs) and self.rows_present is None:
@@ -150,6 +158,8 @@ class GuidedTrainer:
             raise ValueError(f"forward_bound is {self.forward_bound}; it must be > 0 (or None: no bound)")
         if not self.lower_lr_scale > 0:
             raise ValueError(f"lower_lr_scale is {self.lower_lr_scale}; it must be > 0")
+        if self.lower_lr_mask not in LOWER_LR_MASKS:
+            raise ValueError(f"lower_lr_mask is {self.lower_lr_mask!r}; choose from {', '.join(LOWER_LR_MASKS)}")
 
     def init(self, params: Any, dtype: jnp.dtype = jnp.float32) -> TrainState:
         """The training state at step 0.
@@ -191,23 +201,28 @@ class GuidedTrainer:
 
     def meta_hypergrads(self, hypergrads: Raw, step: jax.Array) -> tuple[Raw, jax.Array]:
         """The hypergradients the meta step takes: made finite (``clean_hypergrads``), and the
-        learning rate's raised to 0 before ``lower_lr_only_until``. Returns them and how many
-        entries cleaning replaced."""
+        learning rate's raised to 0 before ``lower_lr_only_until`` (``lower_lr_mask =
+        "hypergradient"``). Returns them and how many entries cleaning replaced."""
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
-        if self.lower_lr_only_until and "learning_rate" in cleaned:
+        if self.lower_lr_only_until and self.lower_lr_mask == "hypergradient" and "learning_rate" in cleaned:
             g = cleaned["learning_rate"]
             cleaned = {**cleaned, "learning_rate": jnp.where(step < self.lower_lr_only_until, jnp.maximum(g, 0), g)}
         return cleaned, n_cleaned
 
     def meta_update(self, cleaned: Raw, state: TrainState, **extra) -> tuple[Raw, Any]:
         """The raw values after one meta step on ``cleaned`` (from ``meta_hypergrads``), and
-        the new meta state; the learning rate's step scaled by ``lower_lr_scale`` in the
-        window of ``lower_lr_only_until``."""
+        the new meta state. In the window of ``lower_lr_only_until`` the learning rate's step
+        is withheld if it raises the rate (``lower_lr_mask = "step"``; a learning rate's raw
+        value grows with the rate) and scaled by ``lower_lr_scale``."""
         updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
-        if self.lower_lr_only_until and self.lower_lr_scale != 1.0 and "learning_rate" in updates:
+        if self.lower_lr_only_until and "learning_rate" in updates:
             lr = updates["learning_rate"]
-            scale = jnp.where(state.step < self.lower_lr_only_until, self.lower_lr_scale, 1.0).astype(lr.dtype)
-            updates = {**updates, "learning_rate": lr * scale}
+            window = state.step < self.lower_lr_only_until
+            if self.lower_lr_mask == "step":
+                lr = jnp.where(window, jnp.minimum(lr, 0), lr)
+            if self.lower_lr_scale != 1.0:
+                lr = lr * jnp.where(window, self.lower_lr_scale, 1.0).astype(lr.dtype)
+            updates = {**updates, "learning_rate": lr}
         return optax.apply_updates(state.raw, updates), meta_state
 
     def values(self, raw: Raw) -> dict[str, jax.Array]:

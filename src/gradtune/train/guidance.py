@@ -88,5 +88,6 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
         forward_bound=g.forward_bound,
         lower_lr_only_until=optim.warmup_steps if g.lower_lr_in_warmup else 0,
         lower_lr_scale=g.lower_lr_scale,
+        lower_lr_mask=g.lower_lr_mask,
     )
     return Setup(trainer, hyperparams, names, meta_schedule)

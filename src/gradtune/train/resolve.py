@@ -23,6 +23,7 @@ import optax
 
 from gradtune.core import Activation, parse_schedule
 from gradtune.core.optimizers import ALL_OPTIMIZERS
+from gradtune.core.step import LOWER_LR_MASKS
 from gradtune.data.hub import hub_config
 from gradtune.data.sources import parse_sources
 from gradtune.data.span_corruption import text_length
@@ -350,6 +351,10 @@ def _resolve_guidance(cfg: Config) -> None:
     _require(g.lower_lr_scale > 0, "guidance.lower_lr_scale", g.lower_lr_scale, "be > 0")
     _require(g.lower_lr_scale == 1 or g.lower_lr_in_warmup, "guidance.lower_lr_scale", g.lower_lr_scale,
              "be 1 unless guidance.lower_lr_in_warmup = true (it scales those lowering steps)")  # fmt: skip
+    _require(g.lower_lr_mask in LOWER_LR_MASKS, "guidance.lower_lr_mask", g.lower_lr_mask,
+             f"be one of {', '.join(LOWER_LR_MASKS)}")  # fmt: skip
+    _require(g.lower_lr_mask == "hypergradient" or g.lower_lr_in_warmup, "guidance.lower_lr_mask", g.lower_lr_mask,
+             "be 'hypergradient' unless guidance.lower_lr_in_warmup = true (it says how that rule acts)")  # fmt: skip
     if g.horizon == "forward" and (vectors := [n for n in names if GUIDABLE[n].side == "data"]):
         raise ConfigError(
             f"guidance.horizon = forward follows scalar values only; {', '.join(vectors)} has a value per row: "
