@@ -319,7 +319,39 @@ def test_lower_lr_mask_is_checked_when_the_config_is_resolved():
 
     with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*lower_lr_in_warmup"):
         load_config(None, ["guidance.lower_lr_mask=step"])
-    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*one of hypergradient, step"):
+    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*one of hypergradient, fresh, step"):
         load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_mask=both"])
+    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*guide_every = 1"):
+        load_config(
+            None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_mask=fresh", "guidance.guide_every=2"]
+        )
     cfg = load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_mask=step"])
     assert cfg.guidance.lower_lr_mask == "step"
+
+
+def test_lower_lr_mask_fresh_restarts_the_meta_state_after_the_window():
+    """``lower_lr_mask = "fresh"``: the hypergradient rule's hypergradients and steps exactly
+    (float64, random hypergradients), and after the window's last step the meta state is
+    the optimizer's initial state (Adam's count and moments 0), so the next step is as large
+    as a first step; before that step the state is the hypergradient rule's."""
+    with jax.enable_x64(True):
+        free, state = transformer_trainer(specs=SPECS[:2], meta_lr=1e-2, toy=True)
+        grad_rule = dataclasses.replace(free, lower_lr_only_until=5, lower_lr_scale=3.0)
+        fresh = dataclasses.replace(grad_rule, lower_lr_mask="fresh")
+        rng = np.random.default_rng(7)
+        at = state
+        for step in range(6):
+            at = at._replace(step=jnp.asarray(step, jnp.int32))
+            grads = {"learning_rate": jnp.asarray(rng.normal()), "b1": jnp.asarray(rng.normal())}
+            cleaned, _ = fresh.meta_hypergrads(grads, at.step)
+            want_cleaned, _ = grad_rule.meta_hypergrads(grads, at.step)
+            assert {k: float(v) for k, v in cleaned.items()} == {k: float(v) for k, v in want_cleaned.items()}
+            raw, meta = fresh.meta_update(cleaned, at)
+            want_raw, want_meta = grad_rule.meta_update(cleaned, at)
+            assert {k: float(v) for k, v in raw.items()} == {k: float(v) for k, v in want_raw.items()}
+            expected = fresh.meta_optimizer.init(raw) if step == 4 else want_meta
+            for a, b in zip(jax.tree.leaves(meta), jax.tree.leaves(expected), strict=True):
+                np.testing.assert_array_equal(a, b)
+            if step == 4:
+                assert any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(want_meta))  # a real restart
+            at = at._replace(raw=raw, meta_state=meta)

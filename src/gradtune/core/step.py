@@ -61,7 +61,7 @@ from gradtune.core.optimizers import with_hyperparams
 TrainLoss = Callable[[Any, Any, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Any]]
 GuideLoss = Callable[[Any, Any], jax.Array]
 MAX_LOGGED_ROWS = 64  # vector values up to this long are logged row by row
-LOWER_LR_MASKS = ("hypergradient", "step")  # GuidedTrainer.lower_lr_mask
+LOWER_LR_MASKS = ("hypergradient", "fresh", "step")  # GuidedTrainer.lower_lr_mask
 
 
 def value_key(name: str, row: int | None = None) -> str:
@@ -129,6 +129,8 @@ class GuidedTrainer:
         to ~2× ``meta_learning_rate`` for some 50 steps). ``"step"``: the meta optimizer sees
         every hypergradient and only its raising steps are withheld, so its state is the one
         it would have without the rule and the steps after the window have their own size.
+        ``"fresh"``: as ``"hypergradient"``, and the meta optimizer's state (of every value)
+        starts anew after the window's last step, so the steps after it have their own size.
     """
 
     train_loss: TrainLoss
@@ -204,7 +206,7 @@ class GuidedTrainer:
         learning rate's raised to 0 before ``lower_lr_only_until`` (``lower_lr_mask =
         "hypergradient"``). Returns them and how many entries cleaning replaced."""
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
-        if self.lower_lr_only_until and self.lower_lr_mask == "hypergradient" and "learning_rate" in cleaned:
+        if self.lower_lr_only_until and self.lower_lr_mask != "step" and "learning_rate" in cleaned:
             g = cleaned["learning_rate"]
             cleaned = {**cleaned, "learning_rate": jnp.where(step < self.lower_lr_only_until, jnp.maximum(g, 0), g)}
         return cleaned, n_cleaned
@@ -213,7 +215,8 @@ class GuidedTrainer:
         """The raw values after one meta step on ``cleaned`` (from ``meta_hypergrads``), and
         the new meta state. In the window of ``lower_lr_only_until`` the learning rate's step
         is withheld if it raises the rate (``lower_lr_mask = "step"``; a learning rate's raw
-        value grows with the rate) and scaled by ``lower_lr_scale``."""
+        value grows with the rate) and scaled by ``lower_lr_scale``; after its last step the
+        meta state starts anew (``"fresh"``)."""
         updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
         if self.lower_lr_only_until and "learning_rate" in updates:
             lr = updates["learning_rate"]
@@ -223,7 +226,13 @@ class GuidedTrainer:
             if self.lower_lr_scale != 1.0:
                 lr = lr * jnp.where(window, self.lower_lr_scale, 1.0).astype(lr.dtype)
             updates = {**updates, "learning_rate": lr}
-        return optax.apply_updates(state.raw, updates), meta_state
+        raw = optax.apply_updates(state.raw, updates)
+        if self.lower_lr_only_until and self.lower_lr_mask == "fresh":
+            last = state.step == self.lower_lr_only_until - 1
+            meta_state = jax.tree.map(
+                lambda new, kept: jnp.where(last, new, kept), self.meta_optimizer.init(raw), meta_state
+            )
+        return raw, meta_state
 
     def values(self, raw: Raw) -> dict[str, jax.Array]:
         """Every value in use: the fixed ones overridden by the guided ones."""

@@ -110,7 +110,8 @@ class GuidanceConfig:
     lower_lr_in_warmup: bool = False
     lower_lr_scale: float = 1.0  # with lower_lr_in_warmup: those lowering meta steps are this times larger
     # with lower_lr_in_warmup: 'hypergradient' (raising hypergradients count as 0) or 'step'
-    # (the meta optimizer sees them all; only its raising steps are withheld)
+    # (the meta optimizer sees them all; only its raising steps are withheld) or 'fresh'
+    # ('hypergradient', and the meta optimizer's state starts anew when the warm-up ends)
     lower_lr_mask: str = "hypergradient"
     until_step: int = 0  # guidance ends here: values held after, at a plain step's cost (no tangents); 0: never
     guide_every: int = 1  # a guided step every k steps; plain steps in between

@@ -355,6 +355,8 @@ def _resolve_guidance(cfg: Config) -> None:
              f"be one of {', '.join(LOWER_LR_MASKS)}")  # fmt: skip
     _require(g.lower_lr_mask == "hypergradient" or g.lower_lr_in_warmup, "guidance.lower_lr_mask", g.lower_lr_mask,
              "be 'hypergradient' unless guidance.lower_lr_in_warmup = true (it says how that rule acts)")  # fmt: skip
+    _require(g.lower_lr_mask != "fresh" or g.guide_every == 1, "guidance.lower_lr_mask", g.lower_lr_mask,
+             "not be 'fresh' unless guidance.guide_every = 1 (it restarts at the warm-up's end)")  # fmt: skip
     if g.horizon == "forward" and (vectors := [n for n in names if GUIDABLE[n].side == "data"]):
         raise ConfigError(
             f"guidance.horizon = forward follows scalar values only; {', '.join(vectors)} has a value per row: "
