@@ -130,7 +130,9 @@ class GuidedTrainer:
         every hypergradient and only its raising steps are withheld, so its state is the one
         it would have without the rule and the steps after the window have their own size.
         ``"fresh"``: as ``"hypergradient"``, and the meta optimizer's state (of every value)
-        starts anew after the window's last step, so the steps after it have their own size.
+        starts anew after the window's last step (step ``lower_lr_only_until − 1``, which must
+        be a guided step: the trainer does not see plain ones), so the steps after it have
+        their own size.
     """
 
     train_loss: TrainLoss
