@@ -101,6 +101,8 @@ class GuidanceConfig:
     meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"
+    # keyword arguments of the meta optimizer, e.g. "b1=0.99" (adam) or "max_step_size=0.1" (rprop)
+    meta_options: str = ""
     clip: float | None = None  # clip each cleaned hypergradient to [-clip, clip]
     # example weights' lazy Adam: 'step' (rows present share one scale) or 'row' (plain Adam per row)
     lazy_scale: str = "step"

@@ -19,6 +19,7 @@ from gradtune.seq2seq.objectives import KINDS, LAZY_WEIGHTS, make_rows_present, 
 from gradtune.train.config import Config
 from gradtune.train.guidable import GUIDABLE
 from gradtune.train.resolve import (
+    STEP_SIZE_META_OPTIMIZERS,
     guided_names,
     initial_values,
     meta_factory,
@@ -47,7 +48,9 @@ def make_spec(name: str, init: float, override: dict[str, str], counts: np.ndarr
 def build_meta_optimizer(cfg: Config, specs: list[GuidedSpec]) -> tuple[optax.GradientTransformation, optax.Schedule]:
     g = cfg.guidance
     schedule = parse_schedule(g.meta_schedule, g.meta_learning_rate, 0, g.until_step or cfg.train.steps)
-    base = meta_factory(g.meta_optimizer)(schedule)
+    # rprop's learning rate is each value's first step size (a number), which it then adapts
+    first = g.meta_learning_rate if g.meta_optimizer in STEP_SIZE_META_OPTIMIZERS else schedule
+    base = meta_factory(g.meta_optimizer, g.meta_options)(first)
     return meta_optimizer(
         specs, learning_rate=schedule, base=base, clip=g.clip, lazy_scale=g.lazy_scale, lazy_b1=g.lazy_b1
     ), schedule

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import optax
 
 from gradtune.core import Activation, parse_schedule
+from gradtune.core.guided import rprop
 from gradtune.core.optimizers import ALL_OPTIMIZERS
 from gradtune.core.step import LOWER_LR_MASKS
 from gradtune.data.hub import hub_config
@@ -299,18 +301,51 @@ def default_value_activation(name: str, init: float) -> Activation:
     return GUIDABLE[name].activation(init)
 
 
-def meta_factory(name: str) -> Callable[..., optax.GradientTransformation]:
-    """optax's optimizer ``name``, checked to take a learning rate."""
-    factory = getattr(optax, name, None)
+# meta optimizers whose learning rate is each value's first step size, adapted from there on (not a schedule)
+STEP_SIZE_META_OPTIMIZERS = ("rprop",)
+# ours in place of optax's of the same name (optax.rprop steps one update late: see core.guided.scale_by_rprop)
+OWN_META_OPTIMIZERS = {"rprop": rprop}
+
+
+def parse_meta_options(text: str) -> dict[str, float | bool]:
+    """``"b1=0.99, b2=0.9999"`` → ``{"b1": 0.99, "b2": 0.9999}``: keyword arguments of the meta optimizer."""
+    options: dict[str, float | bool] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, eq, value = (x.strip() for x in part.partition("="))
+        if not eq or not key.isidentifier():
+            raise ConfigError(
+                f"guidance.meta_options: cannot read {part!r}; write key=value[, key=value], e.g. 'b1=0.99'"
+            )
+        if value.lower() in ("true", "false"):
+            options[key] = value.lower() == "true"
+            continue
+        try:
+            options[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"guidance.meta_options: {key} = {value!r} is not a number (nor true/false)") from None
+    return options
+
+
+def meta_factory(name: str, options: str = "") -> Callable[..., optax.GradientTransformation]:
+    """optax's optimizer ``name`` with the keyword arguments ``options`` (``parse_meta_options``),
+    checked to take a learning rate and those arguments."""
+    factory = OWN_META_OPTIMIZERS.get(name) or getattr(optax, name, None)
     if not callable(factory) or name.startswith("_") or isinstance(factory, type):
         raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax has no such optimizer; e.g. adam, sgd, rmsprop")
+    kwargs = parse_meta_options(options)
     try:
         transformation = factory(1e-3)
     except Exception as e:  # anything but an optimizer factory fails in its own way (TypeError, AttributeError…)
         raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax.{name} does not take a learning rate") from e
     if not isinstance(transformation, optax.GradientTransformation):
         raise ConfigError(f"guidance.meta_optimizer is {name!r}: optax.{name} is not an optimizer; e.g. adam, sgd")
-    return factory
+    try:
+        factory(1e-3, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"guidance.meta_options = {options!r}: {name} does not take them ({e})") from None
+    return functools.partial(factory, **kwargs)
 
 
 def _resolve_guidance(cfg: Config) -> None:
@@ -333,8 +368,11 @@ def _resolve_guidance(cfg: Config) -> None:
     initial = initial_values(cfg)
     for name in names:
         value_activation(name, initial.get(name, 1.0), overrides.get(name, {}))
-    meta_factory(g.meta_optimizer)
+    meta_factory(g.meta_optimizer, g.meta_options)
     _require(g.meta_learning_rate > 0, "guidance.meta_learning_rate", g.meta_learning_rate, "be > 0")
+    _require(g.meta_optimizer not in STEP_SIZE_META_OPTIMIZERS or g.meta_schedule == "constant",
+             "guidance.meta_schedule", g.meta_schedule, f"be 'constant' with meta_optimizer {g.meta_optimizer}, "
+             "which adapts its own step sizes from meta_learning_rate")  # fmt: skip
     _schedule("guidance.meta_schedule", g.meta_schedule, g.meta_learning_rate, 0, g.until_step or cfg.train.steps)
     _require(g.clip is None or g.clip > 0, "guidance.clip", g.clip, "be unset (none) or > 0")
     _choice("guidance.lazy_scale", g.lazy_scale, LAZY_SCALES)
