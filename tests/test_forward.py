@@ -128,6 +128,47 @@ def test_a_tangent_longer_than_the_bound_restarts_from_zero():
             np.testing.assert_array_equal(a, b)  # the model's update is the same
 
 
+def test_with_forward_restart_rescale_a_long_tangent_is_shrunk_to_the_bound_and_a_non_finite_one_zeroed():
+    """``forward_restart = "rescale"``: the tangent past the bound is the free one times
+    bound / ratio in every leaf (parameters and optimizer state; rtol 1e-12), so its length is
+    the bound exactly; the other value's tangent and the update are untouched; one poisoned
+    (NaN) tangent still restarts from 0."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(8)
+        specs = SPECS[:2]
+        free, state = transformer_trainer(specs=specs, forward_decay=0.99, toy=True)
+        carry = jax.jit(functools.partial(propagate, free))
+        for i in range(2):
+            params, opt_state, tangents, _, _ = carry(state, state.tangents, random_batch(rng, 3, 12, VOCAB),
+                                                      jax.random.key(i))  # fmt: skip
+            state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, tangents=tangents)
+        batch, key = random_batch(rng, 3, 12, VOCAB), jax.random.key(5)
+        params, opt_state, tangents, metrics, _ = carry(state, state.tangents, batch, key)
+        ratios = [float(metrics[f"tangent_ratio/{spec.name}"]) for spec in specs]
+        longer, bound = int(np.argmax(ratios)), sum(ratios) / 2
+        assert ratios[longer] > bound > ratios[1 - longer] > 0
+        rescale = dataclasses.replace(free, forward_bound=bound, forward_restart="rescale")
+        step = jax.jit(functools.partial(propagate, rescale))
+        r_params, r_opt_state, r_tangents, r_metrics, _ = step(state, state.tangents, batch, key)
+        assert int(r_metrics["tangents_reset"]) == 1
+        for leaf, r_leaf in zip(jax.tree.leaves(tangents), jax.tree.leaves(r_tangents), strict=True):
+            np.testing.assert_allclose(r_leaf[longer], leaf[longer] * (bound / ratios[longer]), rtol=1e-12)
+            np.testing.assert_array_equal(r_leaf[1 - longer], leaf[1 - longer])
+        length = float(optax.tree.norm(jax.tree.map(lambda t: t[longer], r_tangents.params)))
+        np.testing.assert_allclose(length / float(optax.tree.norm(r_params)), bound, rtol=1e-12)
+        for a, b in zip(jax.tree.leaves((params, opt_state)), jax.tree.leaves((r_params, r_opt_state)), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+        poisoned = jax.tree.map(lambda t: t.at[1 - longer].set(jnp.nan), state.tangents)
+        _, _, p_tangents, p_metrics, _ = step(state, poisoned, batch, key)
+        assert int(p_metrics["tangents_reset"]) == 2  # the NaN one zeroed, the long one rescaled
+        for leaf in jax.tree.leaves(p_tangents):
+            np.testing.assert_array_equal(leaf[1 - longer], np.zeros_like(leaf[1 - longer]))
+            assert np.all(np.isfinite(leaf[longer]))
+        with pytest.raises(ValueError, match="forward_restart is 'clip'"):
+            dataclasses.replace(free, forward_restart="clip")
+
+
 @pytest.mark.slow
 def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path):
     """`guidance.horizon = forward` end to end: the tangents are checkpointed, so a run stopped

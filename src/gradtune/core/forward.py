@@ -17,8 +17,9 @@ of the guide loss after the whole run; with γ = 0 it is exactly the one-step hy
 A γ below 1 (0.99: a horizon of about 100 steps) discounts older steps; Z stays bounded only
 while the update's Jacobian has no direction above 1/γ (a step size past the edge of
 stability grows it), and a tangent that stops being finite, or grows longer than
-``forward_bound`` times the parameters, restarts from 0 (``tangents_reset`` in the metrics;
-``tangent_ratio/NAME`` is ‖Z_θ‖ / ‖θ‖).
+``forward_bound`` times the parameters, restarts from 0 — or, with ``forward_restart =
+"rescale"``, a finite one is shrunk back to that length (``tangents_reset`` in the metrics
+counts either; ``tangent_ratio/NAME`` is ‖Z_θ‖ / ‖θ‖ before it).
 
 Cost: ``jax.linearize`` of the update (a train step, kept for reuse), one forward-mode
 product through it per value (about a Hessian-vector product each), and one gradient of
@@ -125,8 +126,19 @@ def propagate(
     # again from 0: a horizon truncated where the dynamics stop being predictable.
     ratio = jax.vmap(optax.tree.norm)(new.params) / jnp.maximum(optax.tree.norm(params), jnp.finfo(jnp.float32).tiny)
     finite = jnp.stack([jnp.all(jnp.isfinite(t), axis=tuple(range(1, t.ndim))) for t in jax.tree.leaves(new)]).all(0)
-    keep = finite & (ratio <= trainer.forward_bound) if trainer.forward_bound is not None else finite
-    new = jax.tree.map(lambda t: jnp.where(keep.reshape((-1,) + (1,) * (t.ndim - 1)), t, jnp.zeros_like(t)), new)
+    # With ``trainer.forward_restart == "rescale"`` a finite tangent past the bound is shrunk to it
+    # instead (parameters' and optimizer state's parts by one factor): it keeps its direction, its
+    # memory of the run, where a restart would make the next hypergradients one-step, greedy ones.
+    bound = jnp.inf if trainer.forward_bound is None else trainer.forward_bound
+    keep = finite & (ratio <= bound)
+    shrink = bound / jnp.maximum(ratio, jnp.finfo(ratio.dtype).tiny) if trainer.forward_restart == "rescale" else 0.0
+    factor = jnp.where(keep, 1.0, jnp.where(finite, shrink, 0.0))
+
+    def bounded(t):
+        f = factor.reshape((-1,) + (1,) * (t.ndim - 1)).astype(t.dtype)
+        return jnp.where(f == 1, t, jnp.where(f == 0, jnp.zeros_like(t), t * f))  # a non-finite t · 0 is NaN
+
+    new = jax.tree.map(bounded, new)
     ratios = {f"tangent_ratio/{name}": jnp.where(finite[i], ratio[i], jnp.inf) for i, name in enumerate(names)}
     metrics = {**metrics, "tangents_reset": jnp.sum(~keep).astype(jnp.int32), **ratios}
     return params, opt_state, Tangents(new.params, list(new.opt_state)), metrics, aux

@@ -62,6 +62,7 @@ TrainLoss = Callable[[Any, Any, jax.Array, Mapping[str, jax.Array]], tuple[jax.A
 GuideLoss = Callable[[Any, Any], jax.Array]
 MAX_LOGGED_ROWS = 64  # vector values up to this long are logged row by row
 LOWER_LR_MASKS = ("hypergradient", "fresh", "step")  # GuidedTrainer.lower_lr_mask
+FORWARD_RESTARTS = ("zero", "rescale")  # GuidedTrainer.forward_restart
 
 
 def value_key(name: str, row: int | None = None) -> str:
@@ -115,6 +116,8 @@ class GuidedTrainer:
         scalar values only; every step, plain ones too, then carries the tangents).
       forward_bound: forward mode only: a tangent longer than this many times the parameters
         (‖dθ/dr‖ > bound · ‖θ‖) restarts from 0, as a non-finite one does; None: no bound.
+      forward_restart: what the bound does to a finite tangent past it: ``"zero"`` (restart
+        from 0, a horizon truncated) or ``"rescale"`` (shrunk to the bound, its direction kept).
       lower_lr_only_until: before this step a meta step may only lower the learning rate (its
         negative hypergradients count as 0). In the base schedule's warm-up the rate is still
         small, so a larger multiplier looks better for the steps seen — which says nothing of
@@ -145,6 +148,7 @@ class GuidedTrainer:
     rows_present: Callable[[Any], Mapping[str, jax.Array]] | None = None
     forward_decay: float | None = None
     forward_bound: float | None = None
+    forward_restart: str = "zero"
     lower_lr_only_until: int = 0
     lower_lr_scale: float = 1.0
     lower_lr_mask: str = "hypergradient"
@@ -160,6 +164,8 @@ class GuidedTrainer:
                 raise ValueError(f"forward_decay is {self.forward_decay}; it must be in [0, 1]")
         if self.forward_bound is not None and not self.forward_bound > 0:
             raise ValueError(f"forward_bound is {self.forward_bound}; it must be > 0 (or None: no bound)")
+        if self.forward_restart not in FORWARD_RESTARTS:
+            raise ValueError(f"forward_restart is {self.forward_restart!r}; choose from {', '.join(FORWARD_RESTARTS)}")
         if not self.lower_lr_scale > 0:
             raise ValueError(f"lower_lr_scale is {self.lower_lr_scale}; it must be > 0")
         if self.lower_lr_mask not in LOWER_LR_MASKS:

@@ -98,6 +98,8 @@ class GuidanceConfig:
     forward_decay: float = 0.99  # horizon = forward: the tangents' decay per step (1: exact over the run)
     # horizon = forward: a tangent longer than this times the parameters (‖dθ/dr‖ / ‖θ‖) restarts from 0
     forward_bound: float = 1.0
+    # horizon = forward: a finite tangent past the bound restarts from 0 ('zero') or is shrunk to it ('rescale')
+    forward_restart: str = "zero"
     meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"

@@ -25,7 +25,7 @@ import optax
 from gradtune.core import Activation, parse_schedule
 from gradtune.core.guided import rprop
 from gradtune.core.optimizers import ALL_OPTIMIZERS
-from gradtune.core.step import LOWER_LR_MASKS
+from gradtune.core.step import FORWARD_RESTARTS, LOWER_LR_MASKS
 from gradtune.data.hub import hub_config
 from gradtune.data.sources import parse_sources
 from gradtune.data.span_corruption import text_length
@@ -383,6 +383,7 @@ def _resolve_guidance(cfg: Config) -> None:
     _choice("guidance.horizon", g.horizon, HORIZONS)
     _require(0 <= g.forward_decay <= 1, "guidance.forward_decay", g.forward_decay, "be in [0, 1]")
     _require(g.forward_bound > 0, "guidance.forward_bound", g.forward_bound, "be > 0")
+    _choice("guidance.forward_restart", g.forward_restart, FORWARD_RESTARTS)
     _require(g.until_step == 0 or g.warmup_steps < g.until_step <= cfg.train.steps, "guidance.until_step",
              g.until_step, f"be 0 (guidance to the end) or in (guidance.warmup_steps, train.steps] = "
              f"({g.warmup_steps}, {cfg.train.steps}]")  # fmt: skip
