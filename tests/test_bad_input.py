@@ -24,6 +24,7 @@ BAD_SETTINGS = [
     ("lr_multiplier=-1", "guidance.lr_multiplier is -1.0"),
     ("meta_optimizer=nope", "guidance.meta_optimizer is 'nope'"),
     ("meta_options=b7=1", "guidance.meta_options = 'b7=1': adam does not take them"),
+    ("meta_turn_decay=0", "guidance.meta_turn_decay is 0.0"),
     ("forward_restart=clip", "guidance.forward_restart is 'clip'"),
     ("meta_options=b1", "guidance.meta_options: cannot read 'b1'"),
     ("meta_options=b1=high", "guidance.meta_options: b1 = 'high' is not a number"),

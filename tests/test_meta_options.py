@@ -4,6 +4,7 @@ import numpy as np
 import optax
 import pytest
 
+from gradtune.core.guided import scale_by_turns
 from gradtune.errors import ConfigError
 from gradtune.train.config import load_config
 from gradtune.train.guidance import build_meta_optimizer, make_spec
@@ -61,3 +62,25 @@ def test_rprop_grows_its_step_while_the_sign_holds_up_to_max_step_size():
 def test_rprop_takes_no_meta_schedule():
     with pytest.raises(ConfigError, match=r"guidance.meta_schedule .* must be 'constant' with meta_optimizer rprop"):
         load_config(None, ["meta_optimizer=rprop", "meta_schedule=constant * cosine_decay"])
+
+
+def test_scale_by_turns_damps_each_swing_and_ignores_zero_steps():
+    turns = scale_by_turns(0.5)
+    steps = np.array([0.0, 1.0, 2.0, 0.0, -1.0, -3.0, 4.0, 0.0, 5.0], np.float32)
+    # turns at −1 (after +2; the 0 between neither turns nor erases the sign) and at +4
+    expected = [0.0, 1.0, 2.0, 0.0, -0.5, -1.5, 1.0, 0.0, 1.25]
+    np.testing.assert_allclose(reference_steps(turns, steps), expected, rtol=0)
+    with pytest.raises(ValueError, match="turn_decay is 0"):
+        scale_by_turns(0.0)
+
+
+def test_meta_turn_decay_follows_the_meta_optimizer_s_own_steps():
+    g = np.random.default_rng(1).normal(size=16).astype(np.float32)
+    settings = ["meta_learning_rate=0.01", "meta_turn_decay=0.25"]
+    steps = meta_steps(settings, g)
+    chained = optax.chain(optax.adam(0.01), scale_by_turns(0.25))
+    np.testing.assert_allclose(steps, reference_steps(chained, g), rtol=1e-6)
+    adam = reference_steps(optax.adam(0.01), g)
+    n_turns = np.cumsum(np.r_[0, np.sign(adam[1:]) * np.sign(adam[:-1]) < 0])  # Adam's steps are never 0 here
+    assert n_turns[-1] >= 2  # the check must not be vacuous
+    np.testing.assert_allclose(steps, adam * 0.25**n_turns, rtol=1e-6)

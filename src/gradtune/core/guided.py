@@ -146,6 +146,36 @@ def meta_optimizer(
     )
 
 
+class ScaleByTurnsState(NamedTuple):
+    last_sign: optax.Updates  # the sign of each value's last non-zero step (0: none yet)
+    scale: optax.Updates  # turn_decay ** (turns so far)
+
+
+def scale_by_turns(turn_decay: float) -> optax.GradientTransformation:
+    """Multiplies each value's step by ``turn_decay`` once more every time its sign turns.
+
+    Chained after a meta optimizer (e.g. Adam) it leaves a start far from the optimum its full
+    step until the value first overshoots and turns back, and damps each swing after that, so
+    that a value which oscillates (a lagging hypergradient, as forward mode's is) settles. A
+    step of exactly 0 neither turns nor erases the last sign.
+    """
+    if not 0 < turn_decay <= 1:
+        raise ValueError(f"turn_decay is {turn_decay}; it must be in (0, 1]")
+
+    def init_fn(params):
+        return ScaleByTurnsState(optax.tree.zeros_like(params), optax.tree.ones_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        signs = jax.tree.map(jnp.sign, updates)
+        turned = jax.tree.map(lambda s, last: s * last < 0, signs, state.last_sign)
+        scale = jax.tree.map(lambda t, k: jnp.where(t, k * turn_decay, k), turned, state.scale)
+        last = jax.tree.map(lambda s, last: jnp.where(s != 0, s, last), signs, state.last_sign)
+        return jax.tree.map(lambda u, k: u * k, updates, scale), ScaleByTurnsState(last, scale)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def scale_by_rprop(
     learning_rate: float, eta_minus: float = 0.5, eta_plus: float = 1.2,
     min_step_size: float = 1e-6, max_step_size: float = 50.0,

@@ -105,6 +105,7 @@ class GuidanceConfig:
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"
     # keyword arguments of the meta optimizer, e.g. "b1=0.99" (adam) or "max_step_size=0.1" (rprop)
     meta_options: str = ""
+    meta_turn_decay: float = 1.0  # each value's meta step × this at every turn of its sign (1: never)
     clip: float | None = None  # clip each cleaned hypergradient to [-clip, clip]
     # example weights' lazy Adam: 'step' (rows present share one scale) or 'row' (plain Adam per row)
     lazy_scale: str = "step"

@@ -14,6 +14,7 @@ import optax
 
 from gradtune.core import GuidedSpec, GuidedTrainer, make_optimizer, meta_optimizer, optimizer_def, parse_schedule
 from gradtune.core.data_weights import data_weight_spec
+from gradtune.core.guided import scale_by_turns
 from gradtune.errors import ConfigError
 from gradtune.seq2seq.objectives import KINDS, LAZY_WEIGHTS, make_rows_present, weight_name
 from gradtune.train.config import Config
@@ -51,6 +52,8 @@ def build_meta_optimizer(cfg: Config, specs: list[GuidedSpec]) -> tuple[optax.Gr
     # rprop's learning rate is each value's first step size (a number), which it then adapts
     first = g.meta_learning_rate if g.meta_optimizer in STEP_SIZE_META_OPTIMIZERS else schedule
     base = meta_factory(g.meta_optimizer, g.meta_options)(first)
+    if g.meta_turn_decay < 1:
+        base = optax.chain(base, scale_by_turns(g.meta_turn_decay))
     return meta_optimizer(
         specs, learning_rate=schedule, base=base, clip=g.clip, lazy_scale=g.lazy_scale, lazy_b1=g.lazy_b1
     ), schedule

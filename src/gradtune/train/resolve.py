@@ -370,6 +370,7 @@ def _resolve_guidance(cfg: Config) -> None:
         value_activation(name, initial.get(name, 1.0), overrides.get(name, {}))
     meta_factory(g.meta_optimizer, g.meta_options)
     _require(g.meta_learning_rate > 0, "guidance.meta_learning_rate", g.meta_learning_rate, "be > 0")
+    _require(0 < g.meta_turn_decay <= 1, "guidance.meta_turn_decay", g.meta_turn_decay, "be in (0, 1]")
     _require(g.meta_optimizer not in STEP_SIZE_META_OPTIMIZERS or g.meta_schedule == "constant",
              "guidance.meta_schedule", g.meta_schedule, f"be 'constant' with meta_optimizer {g.meta_optimizer}, "
              "which adapts its own step sizes from meta_learning_rate")  # fmt: skip
