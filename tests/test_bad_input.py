@@ -26,6 +26,8 @@ BAD_SETTINGS = [
     ("meta_options=b7=1", "guidance.meta_options = 'b7=1': adam does not take them"),
     ("meta_turn_decay=0", "guidance.meta_turn_decay is 0.0"),
     ("forward_restart=clip", "guidance.forward_restart is 'clip'"),
+    ("guide_average=1", "guidance.guide_average is 1.0; it must be in [0, 1)"),
+    ("guide_average=0.9", "guidance.guide_average is 0.9; it must be 0 with horizon one-step"),
     ("meta_options=b1", "guidance.meta_options: cannot read 'b1'"),
     ("meta_options=b1=high", "guidance.meta_options: b1 = 'high' is not a number"),
     ("schedule=constant*bogus", "optim.schedule: unknown schedule factor 'bogus'"),

@@ -170,9 +170,11 @@ def test_with_forward_restart_rescale_a_long_tangent_is_shrunk_to_the_bound_and_
 
 
 @pytest.mark.slow
-def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path):
-    """`guidance.horizon = forward` end to end: the tangents are checkpointed, so a run stopped
-    after 4 steps and resumed ends bit for bit as the run that went straight on."""
+@pytest.mark.parametrize("average", ["0", "0.9"])
+def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average):
+    """`guidance.horizon = forward` end to end: the tangents (and with ``guide_average`` the
+    parameters' running average and its tangent) are checkpointed, so a run stopped after 4
+    steps and resumed ends bit for bit as the run that went straight on."""
     from conftest import TINY
 
     from gradtune.cli.main import main
@@ -180,7 +182,8 @@ def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path):
 
     run = ["--config", TINY[1], "--quiet", "--set", "horizon=forward", "--set", "guided=learning_rate",
            "--set", "eval_every=4", "--set", "checkpoint_every=4", "--set", "bleu_examples=2",
-           "--set", "guidance.warmup_steps=1", "--set", "guide_every=2"]  # fmt: skip
+           "--set", "guidance.warmup_steps=1", "--set", "guide_every=2",
+           "--set", f"guide_average={average}"]  # fmt: skip
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert main(["train", "--run-dir", str(straight), "--steps", "8", *run]) == 0
     assert main(["train", "--run-dir", str(stopped), "--steps", "4", *run]) == 0
@@ -188,6 +191,8 @@ def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path):
     a, b = load_run(straight).state, load_run(stopped).state
     assert int(a.step) == 8 and jax.tree.structure(a.tangents) == jax.tree.structure(b.tangents)
     assert bool(jnp.any(jax.tree.leaves(a.tangents)[0] != 0))  # the tangents were carried and saved
+    weight = a.tangents.average_weight  # () without an average, else 1 − 0.9^k after k averaged steps
+    assert weight == () if average == "0" else 0.1 <= float(weight) < 1
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert (

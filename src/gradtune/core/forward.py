@@ -43,6 +43,12 @@ class Tangents(NamedTuple):
 
     params: Any  # the parameters' pytree, each leaf (values, *shape)
     opt_state: list  # the optimizer state's float leaves, each (values, *shape)
+    # with GuidedTrainer.guide_average = β > 0 (else empty): the parameters' running sum
+    # A' = βA + (1 − β)θ', its tangent dA/dr (each leaf (values, *shape)), and Σ(1 − β)β^k, so
+    # that θ̄ = A / weight is the bias-corrected average of the parameters since the tangents began
+    average: Any = ()
+    average_tangent: Any = ()
+    average_weight: Any = ()
 
 
 def forward_names(trainer: GuidedTrainer) -> tuple[str, ...]:
@@ -79,7 +85,20 @@ def init_tangents(trainer: GuidedTrainer, state: TrainState) -> Tangents:
     def zeros(x):
         return jnp.zeros((n, *jnp.shape(x)), jnp.asarray(x).dtype)
 
-    return Tangents(jax.tree.map(zeros, state.params), [zeros(x) for x in floats])
+    tangents = Tangents(jax.tree.map(zeros, state.params), [zeros(x) for x in floats])
+    if not trainer.guide_average:
+        return tangents
+    return tangents._replace(
+        average=jax.tree.map(jnp.zeros_like, state.params),
+        average_tangent=jax.tree.map(zeros, state.params),
+        average_weight=jnp.zeros((), jax.tree.leaves(state.params)[0].dtype),
+    )
+
+
+def averaged(tangents: Tangents) -> tuple[Any, Any]:
+    """``(θ̄, dθ̄/dr)``: the bias-corrected running average of the parameters and its tangents."""
+    weight = jnp.maximum(tangents.average_weight, jnp.finfo(jnp.asarray(tangents.average_weight).dtype).tiny)
+    return jax.tree.map(lambda a: a / weight.astype(a.dtype), (tangents.average, tangents.average_tangent))
 
 
 def propagate(
@@ -139,13 +158,27 @@ def propagate(
         return jnp.where(f == 1, t, jnp.where(f == 0, jnp.zeros_like(t), t * f))  # a non-finite t · 0 is NaN
 
     new = jax.tree.map(bounded, new)
+    if trainer.guide_average:  # the running average and its tangent (linear in the parameters' own)
+        beta = trainer.guide_average
+        mix = lambda a, x: beta * a + (1 - beta) * x.astype(a.dtype)  # noqa: E731
+        average_tangent = jax.tree.map(mix, tangents.average_tangent, new.params)
+        average_tangent = jax.tree.map(lambda t: jnp.where(jnp.isfinite(t), t, 0.0), average_tangent)
+        new = new._replace(
+            average=jax.tree.map(mix, tangents.average, params),
+            average_tangent=average_tangent,
+            average_weight=beta * tangents.average_weight + (1 - beta),
+        )
     ratios = {f"tangent_ratio/{name}": jnp.where(finite[i], ratio[i], jnp.inf) for i, name in enumerate(names)}
     metrics = {**metrics, "tangents_reset": jnp.sum(~keep).astype(jnp.int32), **ratios}
-    return params, opt_state, Tangents(new.params, list(new.opt_state)), metrics, aux
+    return params, opt_state, new._replace(opt_state=list(new.opt_state)), metrics, aux
 
 
 def forward_hypergradients(trainer: GuidedTrainer, params: Any, tangents: Tangents, guide_batch: Any):
-    """``(guide loss at params, {name: ∇θ L_guide · Z_θ})``."""
+    """``(guide loss at params, {name: ∇θ L_guide · Z_θ})``; with ``trainer.guide_average``, at the
+    parameters' running average instead: ``(L_guide(θ̄), ∇θ̄ L_guide · dθ̄/dr)``."""
+    z = tangents.params
+    if trainer.guide_average:
+        params, z = averaged(tangents)
     guide, grads = jax.value_and_grad(trainer.guide_loss)(params, guide_batch)
 
     def dot(t):
@@ -154,7 +187,7 @@ def forward_hypergradients(trainer: GuidedTrainer, params: Any, tangents: Tangen
             for t_leaf, g_leaf in zip(jax.tree.leaves(t), jax.tree.leaves(grads), strict=True)
         )
 
-    per_value = jax.vmap(dot)(tangents.params)
+    per_value = jax.vmap(dot)(z)
     return guide, {name: per_value[i] for i, name in enumerate(forward_names(trainer))}
 
 

@@ -118,6 +118,10 @@ class GuidedTrainer:
         (‖dθ/dr‖ > bound · ‖θ‖) restarts from 0, as a non-finite one does; None: no bound.
       forward_restart: what the bound does to a finite tangent past it: ``"zero"`` (restart
         from 0, a horizon truncated) or ``"rescale"`` (shrunk to the bound, its direction kept).
+      guide_average: forward mode only: β > 0 takes the guide loss, and its hypergradient, at
+        the running average of the parameters (A' = βA + (1 − β)θ', bias-corrected) instead of
+        at the last ones: a smaller step lowers the loss of the last parameters at once, by
+        the noise it no longer adds, which the average has already smoothed away. 0: the last.
       lower_lr_only_until: before this step a meta step may only lower the learning rate (its
         negative hypergradients count as 0). In the base schedule's warm-up the rate is still
         small, so a larger multiplier looks better for the steps seen — which says nothing of
@@ -149,6 +153,7 @@ class GuidedTrainer:
     forward_decay: float | None = None
     forward_bound: float | None = None
     forward_restart: str = "zero"
+    guide_average: float = 0.0
     lower_lr_only_until: int = 0
     lower_lr_scale: float = 1.0
     lower_lr_mask: str = "hypergradient"
@@ -164,6 +169,8 @@ class GuidedTrainer:
                 raise ValueError(f"forward_decay is {self.forward_decay}; it must be in [0, 1]")
         if self.forward_bound is not None and not self.forward_bound > 0:
             raise ValueError(f"forward_bound is {self.forward_bound}; it must be > 0 (or None: no bound)")
+        if not 0 <= self.guide_average < 1 or (self.guide_average and self.forward_decay is None):
+            raise ValueError(f"guide_average is {self.guide_average}; it must be in [0, 1), > 0 in forward mode only")
         if self.forward_restart not in FORWARD_RESTARTS:
             raise ValueError(f"forward_restart is {self.forward_restart!r}; choose from {', '.join(FORWARD_RESTARTS)}")
         if not self.lower_lr_scale > 0:

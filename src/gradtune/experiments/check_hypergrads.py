@@ -200,12 +200,17 @@ def check_data_weights(seed: int = 0, warmup: int = 3, h: float = 1e-4, rtol: fl
     return rows
 
 
-def check_forward(seed: int = 0, warmup: int = 2, steps: int = 3, h: float = 1e-4, rtol: float = 1e-4) -> list[Row]:
+def check_forward(
+    seed: int = 0, warmup: int = 2, steps: int = 3, h: float = 1e-4, rtol: float = 1e-4, average: float = 0.0
+) -> list[Row]:
     """Rows for the forward-mode hypergradient (``guidance.horizon = forward``, decay 1) of every
     scalar value AdamW guides: after ``warmup`` plain steps, the tangents carried through
     ``steps`` updates with the values held give dF(θ_k(r))/dr, against central differences of
-    the guide loss after the same ``steps`` updates (call inside ``jax.enable_x64``). The
-    decay's bias (γ < 1 discounts older steps) is by design and not checked here."""
+    the guide loss after the same ``steps`` updates (call inside ``jax.enable_x64``). With
+    ``average`` = β > 0 (``guidance.guide_average``) F is taken at the bias-corrected running
+    average of θ_1 … θ_k instead, which the differences compute here on their own from the
+    updates' parameters. The decay's bias (γ < 1 discounts older steps) is by design and not
+    checked here."""
     from gradtune.core.forward import forward_hypergradients, init_tangents, propagate
 
     rng = np.random.default_rng(seed)
@@ -216,7 +221,7 @@ def check_forward(seed: int = 0, warmup: int = 2, steps: int = 3, h: float = 1e-
     specs = tuple(GuidedSpec(n, fixed[n], default_value_activation(n, fixed[n])) for n in names)
     trainer = GuidedTrainer(
         train_loss, guide_loss, make_optimizer("adamw", defaults), lambda step: 1e-2, specs,
-        meta_optimizer(specs), fixed, forward_decay=1.0,
+        meta_optimizer(specs), fixed, forward_decay=1.0, guide_average=average,
     )  # fmt: skip
     plain = jax.jit(trainer.plain_step)
     state = trainer.init(params, jnp.float64)
@@ -227,19 +232,23 @@ def check_forward(seed: int = 0, warmup: int = 2, steps: int = 3, h: float = 1e-
     guide = random_batch(rng, 2, 12, VOCAB)
 
     @jax.jit
-    def run(raw):  # the guide loss after the held steps, and the tangents' hypergradients
-        s, tangents = state._replace(raw=raw), state.tangents
+    def run(raw):  # the tangents' hypergradients, and the guide loss after the held steps, at their average
+        s, tangents, path = state._replace(raw=raw), state.tangents, []
         for batch, key in batches:
             params, opt_state, tangents, _, _ = propagate(trainer, s, tangents, batch, key, 1.0)
             s = s._replace(params=params, opt_state=opt_state, step=s.step + 1)
-        return forward_hypergradients(trainer, s.params, tangents, guide)
+            path.append(params)
+        n = len(path)  # F's point: the last parameters, or their bias-corrected running average
+        weights = [(1 - average) * average ** (n - 1 - i) for i in range(n)] if average else [0.0] * (n - 1) + [1.0]
+        at = jax.tree.map(lambda *xs: sum(w * x for w, x in zip(weights, xs, strict=True)) / sum(weights), *path)
+        return forward_hypergradients(trainer, s.params, tangents, guide)[1], trainer.guide_loss(at, guide)
 
-    hypergrads = run(state.raw)[1]
+    hypergrads = run(state.raw)[0]
 
     def guide_loss_at(value: str, delta: float) -> float:
-        return float(run({**state.raw, value: state.raw[value] + delta})[0])
+        return float(run({**state.raw, value: state.raw[value] + delta})[1])
 
-    label = f"adamw, forward ×{steps}"
+    label = f"adamw, forward ×{steps}" + (f", average β {average:g}" if average else "")
     return [fd_row(label, v, float(hypergrads[v]), lambda d, v=v: guide_loss_at(v, d), h, rtol) for v in names]
 
 
@@ -249,7 +258,7 @@ def check_all(
     with jax.enable_x64(True):
         rows = [row for name in optimizers or list(OPTIMIZERS) for row in check_optimizer(name, seed)]
         rows += check_data_weights(seed) if data_weights else []
-        return rows + (check_forward(seed) if forward else [])
+        return rows + (check_forward(seed) + check_forward(seed, average=0.5) if forward else [])
 
 
 def format_table(rows: list[Row]) -> str:

@@ -100,6 +100,8 @@ class GuidanceConfig:
     forward_bound: float = 1.0
     # horizon = forward: a finite tangent past the bound restarts from 0 ('zero') or is shrunk to it ('rescale')
     forward_restart: str = "zero"
+    # horizon = forward: β > 0 guides by the loss at the parameters' running average (βA + (1 − β)θ)
+    guide_average: float = 0.0
     meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"

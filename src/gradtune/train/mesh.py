@@ -129,7 +129,21 @@ def state_shardings(mesh: Mesh, state: Any) -> Any:
         opt_state=model_shardings(mesh, state.opt_state),
         raw=jax.tree.map(lambda _: rep, state.raw),
         meta_state=jax.tree.map(lambda _: rep, state.meta_state),
-        tangents=tangent_shardings(mesh, state.tangents),
+        tangents=_forward_shardings(mesh, state.tangents),
+    )
+
+
+def _forward_shardings(mesh: Mesh, tangents: Any) -> Any:
+    """Of ``TrainState.tangents``: the tangents by ``tangent_shardings``; with a guide average, the
+    average as the parameters and its weight (a scalar) replicated. ``()`` without forward mode."""
+    if not hasattr(tangents, "average"):
+        return tangent_shardings(mesh, tangents)
+    return tangents._replace(
+        params=tangent_shardings(mesh, tangents.params),
+        opt_state=tangent_shardings(mesh, tangents.opt_state),
+        average=model_shardings(mesh, tangents.average),
+        average_tangent=tangent_shardings(mesh, tangents.average_tangent),
+        average_weight=jax.tree.map(lambda _: replicated(mesh), tangents.average_weight),
     )
 
 

@@ -385,6 +385,9 @@ def _resolve_guidance(cfg: Config) -> None:
     _require(0 <= g.forward_decay <= 1, "guidance.forward_decay", g.forward_decay, "be in [0, 1]")
     _require(g.forward_bound > 0, "guidance.forward_bound", g.forward_bound, "be > 0")
     _choice("guidance.forward_restart", g.forward_restart, FORWARD_RESTARTS)
+    _require(0 <= g.guide_average < 1, "guidance.guide_average", g.guide_average, "be in [0, 1)")
+    _require(g.guide_average == 0 or g.horizon == "forward", "guidance.guide_average", g.guide_average,
+             "be 0 with horizon one-step (the average is carried with forward mode's tangents)")  # fmt: skip
     _require(g.until_step == 0 or g.warmup_steps < g.until_step <= cfg.train.steps, "guidance.until_step",
              g.until_step, f"be 0 (guidance to the end) or in (guidance.warmup_steps, train.steps] = "
              f"({g.warmup_steps}, {cfg.train.steps}]")  # fmt: skip
