@@ -28,6 +28,8 @@ BAD_SETTINGS = [
     ("forward_restart=clip", "guidance.forward_restart is 'clip'"),
     ("guide_average=1", "guidance.guide_average is 1.0; it must be in [0, 1)"),
     ("guide_average=0.9", "guidance.guide_average is 0.9; it must be 0 with horizon one-step"),
+    ("forward_min_age=-1", "guidance.forward_min_age is -1; it must be ≥ 0"),
+    ("forward_min_age=20", "guidance.forward_min_age is 20; it must be 0 with horizon one-step"),
     ("meta_options=b1", "guidance.meta_options: cannot read 'b1'"),
     ("meta_options=b1=high", "guidance.meta_options: b1 = 'high' is not a number"),
     ("schedule=constant*bogus", "optim.schedule: unknown schedule factor 'bogus'"),

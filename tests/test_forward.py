@@ -94,6 +94,37 @@ def test_forward_mode_follows_scalars_only_and_a_jitted_step_moves_the_values():
             transformer_trainer(specs=(SPECS[0], vector), forward_decay=1.0, toy=True)
 
 
+def test_with_forward_min_age_no_meta_step_is_taken_on_a_young_tangent():
+    """``forward_min_age = 3``: the tangents' ages count the steps carried (1, 2, 3), the first
+    two guided steps leave the values and the meta state exactly as they were (the model's update
+    is the free trainer's), and the third moves the values. A bound that restarts the tangent at
+    every step keeps it at age 0: the values never move."""
+    with jax.enable_x64(True):
+        free, start = transformer_trainer(specs=SPECS[:1], meta_lr=1e-2, forward_decay=0.99, toy=True)
+        rng = np.random.default_rng(3)
+        batches = [(random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB), jax.random.key(i))
+                   for i in range(3)]  # fmt: skip
+        for bound, moves in ((None, [False, False, True]), (1e-12, [False, False, False])):
+            trainer = dataclasses.replace(free, forward_min_age=3, forward_bound=bound)
+            state = trainer.init(start.params, jnp.float64)
+            step = jax.jit(trainer.guided_step)
+            for i, (batch, guide, key) in enumerate(batches):
+                new, metrics, _ = step(state, batch, guide, key)
+                assert int(new.tangents.age[0]) == (0 if bound else i + 1)
+                assert int(metrics["meta_step_withheld"]) == (not moves[i])
+                assert (new.raw["learning_rate"] != state.raw["learning_rate"]) == moves[i]
+                if not moves[i]:
+                    for a, b in zip(jax.tree.leaves(new.meta_state), jax.tree.leaves(state.meta_state), strict=True):
+                        np.testing.assert_array_equal(a, b)
+                if i == 0:
+                    free_state, _, _ = jax.jit(free.guided_step)(start, batch, guide, key)
+                    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(free_state.params), strict=True):
+                        np.testing.assert_array_equal(a, b)
+                state = new
+        with pytest.raises(ValueError, match="forward_min_age"):
+            dataclasses.replace(free, forward_decay=None, forward_min_age=3)
+
+
 def test_a_tangent_longer_than_the_bound_restarts_from_zero():
     """``tangent_ratio/NAME`` is ‖Z_θ‖ / ‖θ'‖ (known answer: the norms taken here, rtol 1e-12);
     a bound between two values' ratios zeroes the longer tangent alone (parameters and
@@ -170,11 +201,12 @@ def test_with_forward_restart_rescale_a_long_tangent_is_shrunk_to_the_bound_and_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("average", ["0", "0.9"])
-def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average):
+@pytest.mark.parametrize(("average", "min_age"), [("0", "0"), ("0.9", "2")])
+def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average, min_age):
     """`guidance.horizon = forward` end to end: the tangents (and with ``guide_average`` the
-    parameters' running average and its tangent) are checkpointed, so a run stopped after 4
-    steps and resumed ends bit for bit as the run that went straight on."""
+    parameters' running average and its tangent, with ``forward_min_age`` their ages) are
+    checkpointed, so a run stopped after 4 steps and resumed ends bit for bit as the run that
+    went straight on."""
     from conftest import TINY
 
     from gradtune.cli.main import main
@@ -183,7 +215,7 @@ def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average)
     run = ["--config", TINY[1], "--quiet", "--set", "horizon=forward", "--set", "guided=learning_rate",
            "--set", "eval_every=4", "--set", "checkpoint_every=4", "--set", "bleu_examples=2",
            "--set", "guidance.warmup_steps=1", "--set", "guide_every=2",
-           "--set", f"guide_average={average}"]  # fmt: skip
+           "--set", f"guide_average={average}", "--set", f"forward_min_age={min_age}"]  # fmt: skip
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert main(["train", "--run-dir", str(straight), "--steps", "8", *run]) == 0
     assert main(["train", "--run-dir", str(stopped), "--steps", "4", *run]) == 0

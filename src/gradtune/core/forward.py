@@ -49,6 +49,9 @@ class Tangents(NamedTuple):
     average: Any = ()
     average_tangent: Any = ()
     average_weight: Any = ()
+    # with GuidedTrainer.forward_min_age > 0 (else empty): each tangent's age, the steps it has
+    # been carried through since it began or last restarted from 0, an int32 (values,)
+    age: Any = ()
 
 
 def forward_names(trainer: GuidedTrainer) -> tuple[str, ...]:
@@ -86,6 +89,8 @@ def init_tangents(trainer: GuidedTrainer, state: TrainState) -> Tangents:
         return jnp.zeros((n, *jnp.shape(x)), jnp.asarray(x).dtype)
 
     tangents = Tangents(jax.tree.map(zeros, state.params), [zeros(x) for x in floats])
+    if trainer.forward_min_age:
+        tangents = tangents._replace(age=jnp.zeros((n,), jnp.int32))
     if not trainer.guide_average:
         return tangents
     return tangents._replace(
@@ -136,7 +141,7 @@ def propagate(
 
         return jvp(*jax.tree.map(scale, (tangent_params, tangent_floats)), raw_tangent)
 
-    new = Tangents(*jax.vmap(one)(tangents.params, tangents.opt_state, basis))
+    new = Tangents(*jax.vmap(one)(tangents.params, tangents.opt_state, basis))  # the rest filled in below
     # Z grows without bound where the update's Jacobian has a direction above 1/γ (a step size
     # past the stable edge): its hypergradient is then a huge number of no reliable sign, and
     # one such number would swamp the meta optimizer's moments for the rest of the run. A
@@ -158,6 +163,8 @@ def propagate(
         return jnp.where(f == 1, t, jnp.where(f == 0, jnp.zeros_like(t), t * f))  # a non-finite t · 0 is NaN
 
     new = jax.tree.map(bounded, new)
+    if trainer.forward_min_age:  # a tangent restarted from 0 is new again; a shrunk one keeps its age
+        new = new._replace(age=jnp.where(factor == 0, 0, tangents.age + 1).astype(jnp.int32))
     if trainer.guide_average:  # the running average and its tangent (linear in the parameters' own)
         beta = trainer.guide_average
         mix = lambda a, x: beta * a + (1 - beta) * x.astype(a.dtype)  # noqa: E731
@@ -203,6 +210,11 @@ def forward_step(trainer: GuidedTrainer, state: TrainState, batch: Any, guide_ba
     raw, meta_state = trainer.meta_update(cleaned, state)
     metrics = {**metrics, "guide_loss": guide, "hypergrad_cleaned": n_cleaned,
                **{f"hypergrad/{k}": g for k, g in hypergrads.items()}}  # fmt: skip
+    if trainer.forward_min_age:  # a young tangent's hypergradient is a short horizon's: no meta step on it
+        young = jnp.any(new_tangents.age < trainer.forward_min_age)
+        raw, meta_state = jax.tree.map(lambda new, old: jnp.where(young, old, new), (raw, meta_state),
+                                       (state.raw, state.meta_state))  # fmt: skip
+        metrics = {**metrics, "meta_step_withheld": young.astype(jnp.int32)}
     new_state = TrainState(state.step + 1, params, opt_state, raw, meta_state, new_tangents)
     new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"] + guide)
     return new_state, metrics, aux

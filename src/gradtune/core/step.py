@@ -122,6 +122,10 @@ class GuidedTrainer:
         the running average of the parameters (A' = βA + (1 − β)θ', bias-corrected) instead of
         at the last ones: a smaller step lowers the loss of the last parameters at once, by
         the noise it no longer adds, which the average has already smoothed away. 0: the last.
+      forward_min_age: forward mode only: no meta step (values and meta state held) while a
+        tangent has been carried through fewer than this many steps since it began or last
+        restarted from 0 (with several values: while any has): a young tangent's hypergradient
+        is a short horizon's, biased to a smaller step as the one-step look-ahead is. 0: none.
       lower_lr_only_until: before this step a meta step may only lower the learning rate (its
         negative hypergradients count as 0). In the base schedule's warm-up the rate is still
         small, so a larger multiplier looks better for the steps seen — which says nothing of
@@ -154,6 +158,7 @@ class GuidedTrainer:
     forward_bound: float | None = None
     forward_restart: str = "zero"
     guide_average: float = 0.0
+    forward_min_age: int = 0
     lower_lr_only_until: int = 0
     lower_lr_scale: float = 1.0
     lower_lr_mask: str = "hypergradient"
@@ -171,6 +176,8 @@ class GuidedTrainer:
             raise ValueError(f"forward_bound is {self.forward_bound}; it must be > 0 (or None: no bound)")
         if not 0 <= self.guide_average < 1 or (self.guide_average and self.forward_decay is None):
             raise ValueError(f"guide_average is {self.guide_average}; it must be in [0, 1), > 0 in forward mode only")
+        if self.forward_min_age < 0 or (self.forward_min_age and self.forward_decay is None):
+            raise ValueError(f"forward_min_age is {self.forward_min_age}; it must be ≥ 0, > 0 in forward mode only")
         if self.forward_restart not in FORWARD_RESTARTS:
             raise ValueError(f"forward_restart is {self.forward_restart!r}; choose from {', '.join(FORWARD_RESTARTS)}")
         if not self.lower_lr_scale > 0:

@@ -135,7 +135,8 @@ def state_shardings(mesh: Mesh, state: Any) -> Any:
 
 def _forward_shardings(mesh: Mesh, tangents: Any) -> Any:
     """Of ``TrainState.tangents``: the tangents by ``tangent_shardings``; with a guide average, the
-    average as the parameters and its weight (a scalar) replicated. ``()`` without forward mode."""
+    average as the parameters; its weight and the tangents' ages (small) replicated. ``()``
+    without forward mode."""
     if not hasattr(tangents, "average"):
         return tangent_shardings(mesh, tangents)
     return tangents._replace(
@@ -144,6 +145,7 @@ def _forward_shardings(mesh: Mesh, tangents: Any) -> Any:
         average=model_shardings(mesh, tangents.average),
         average_tangent=tangent_shardings(mesh, tangents.average_tangent),
         average_weight=jax.tree.map(lambda _: replicated(mesh), tangents.average_weight),
+        age=jax.tree.map(lambda _: replicated(mesh), tangents.age),
     )
 
 
