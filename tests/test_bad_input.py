@@ -18,7 +18,7 @@ from gradtune.train import inputs
 from gradtune.train.config import Config, load_config
 from gradtune.train.resolve import resolve
 
-# (setting, what the one error line must name)
+# (setting — several space-separated —, what the one error line must name)
 BAD_SETTINGS = [
     ("optimizer=foo", "optim.optimizer is 'foo'"),
     ("lr_multiplier=-1", "guidance.lr_multiplier is -1.0"),
@@ -30,6 +30,10 @@ BAD_SETTINGS = [
     ("guide_average=0.9", "guidance.guide_average is 0.9; it must be 0 with horizon one-step"),
     ("forward_min_age=-1", "guidance.forward_min_age is -1; it must be ≥ 0"),
     ("forward_min_age=20", "guidance.forward_min_age is 20; it must be 0 with horizon one-step"),
+    ("forward_max_age=-1", "guidance.forward_max_age is -1; it must be ≥ 0"),
+    ("forward_max_age=40", "guidance.forward_max_age is 40; it must be 0 with horizon one-step"),
+    ("horizon=forward forward_min_age=20 forward_max_age=20",
+     "guidance.forward_max_age is 20; it must be 0 or > guidance.forward_min_age = 20"),
     ("meta_options=b1", "guidance.meta_options: cannot read 'b1'"),
     ("meta_options=b1=high", "guidance.meta_options: b1 = 'high' is not a number"),
     ("schedule=constant*bogus", "optim.schedule: unknown schedule factor 'bogus'"),
@@ -60,7 +64,8 @@ def no_data_reads(monkeypatch):
 def test_a_bad_setting_is_one_line_before_any_data_are_read(setting, named, tmp_path, capsys, no_data_reads):
     run = tmp_path / "run"
     extra = ["--set", "optimizer=sgd"] if setting.startswith("optim.b1") else []
-    assert main(["train", "--run-dir", str(run), *TINY, *extra, "--set", setting]) == 1
+    sets = [arg for one in setting.split() for arg in ("--set", one)]  # several settings, space-separated
+    assert main(["train", "--run-dir", str(run), *TINY, *extra, *sets]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("gradtune: error: ") and named in err[0], err
     assert not run.exists()

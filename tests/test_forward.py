@@ -125,6 +125,37 @@ def test_with_forward_min_age_no_meta_step_is_taken_on_a_young_tangent():
             dataclasses.replace(free, forward_decay=None, forward_min_age=3)
 
 
+def test_with_forward_max_age_a_tangent_restarts_after_that_many_steps():
+    """``forward_max_age = 2`` (with ``forward_min_age = 1``): the ages run 1, 2, 0, 1, 2; at the
+    third step the tangent restarts from 0 in every leaf, counted in ``tangents_reset``, and the
+    meta step is withheld (age 0 < 1); the fourth step's tangent is the one a free trainer carries
+    from a zero tangent through the same update (exactly). A limit not above the minimum age is
+    refused (no meta step would ever be taken)."""
+    with jax.enable_x64(True):
+        free, start = transformer_trainer(specs=SPECS[:1], meta_lr=1e-2, forward_decay=0.99, toy=True)
+        trainer = dataclasses.replace(free, forward_min_age=1, forward_max_age=2)
+        state = trainer.init(start.params, jnp.float64)
+        rng = np.random.default_rng(4)
+        step = jax.jit(trainer.guided_step)
+        for i in range(5):
+            batch, guide, key = random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB), jax.random.key(i)
+            new, metrics, _ = step(state, batch, guide, key)
+            assert int(new.tangents.age[0]) == [1, 2, 0, 1, 2][i]
+            assert int(metrics["tangents_reset"]) == (i == 2) and int(metrics["meta_step_withheld"]) == (i == 2)
+            assert (new.raw["learning_rate"] != state.raw["learning_rate"]) == (i != 2)
+            if i == 2:
+                assert all(not np.any(leaf) for leaf in jax.tree.leaves((new.tangents.params, new.tangents.opt_state)))
+            if i == 3:
+                zero = jax.tree.map(jnp.zeros_like, state.tangents._replace(age=()))
+                _, _, expected, _, _ = jax.jit(functools.partial(propagate, free))(state, zero, batch, key)
+                for a, b in zip(jax.tree.leaves((new.tangents.params, new.tangents.opt_state)),
+                                jax.tree.leaves((expected.params, expected.opt_state)), strict=True):  # fmt: skip
+                    np.testing.assert_array_equal(a, b)
+            state = new
+        with pytest.raises(ValueError, match="forward_max_age"):
+            dataclasses.replace(free, forward_min_age=3, forward_max_age=3)
+
+
 def test_a_tangent_longer_than_the_bound_restarts_from_zero():
     """``tangent_ratio/NAME`` is ‖Z_θ‖ / ‖θ'‖ (known answer: the norms taken here, rtol 1e-12);
     a bound between two values' ratios zeroes the longer tangent alone (parameters and

@@ -49,7 +49,7 @@ class Tangents(NamedTuple):
     average: Any = ()
     average_tangent: Any = ()
     average_weight: Any = ()
-    # with GuidedTrainer.forward_min_age > 0 (else empty): each tangent's age, the steps it has
+    # with GuidedTrainer.forward_min_age or forward_max_age > 0 (else empty): each tangent's age, the steps it has
     # been carried through since it began or last restarted from 0, an int32 (values,)
     age: Any = ()
 
@@ -89,7 +89,7 @@ def init_tangents(trainer: GuidedTrainer, state: TrainState) -> Tangents:
         return jnp.zeros((n, *jnp.shape(x)), jnp.asarray(x).dtype)
 
     tangents = Tangents(jax.tree.map(zeros, state.params), [zeros(x) for x in floats])
-    if trainer.forward_min_age:
+    if trainer.forward_min_age or trainer.forward_max_age:
         tangents = tangents._replace(age=jnp.zeros((n,), jnp.int32))
     if not trainer.guide_average:
         return tangents
@@ -157,13 +157,16 @@ def propagate(
     keep = finite & (ratio <= bound)
     shrink = bound / jnp.maximum(ratio, jnp.finfo(ratio.dtype).tiny) if trainer.forward_restart == "rescale" else 0.0
     factor = jnp.where(keep, 1.0, jnp.where(finite, shrink, 0.0))
+    if trainer.forward_max_age:  # a fixed horizon: a tangent carried through max_age steps starts again
+        old = tangents.age >= trainer.forward_max_age
+        keep, factor = keep & ~old, jnp.where(old, 0.0, factor)
 
     def bounded(t):
         f = factor.reshape((-1,) + (1,) * (t.ndim - 1)).astype(t.dtype)
         return jnp.where(f == 1, t, jnp.where(f == 0, jnp.zeros_like(t), t * f))  # a non-finite t · 0 is NaN
 
     new = jax.tree.map(bounded, new)
-    if trainer.forward_min_age:  # a tangent restarted from 0 is new again; a shrunk one keeps its age
+    if trainer.forward_min_age or trainer.forward_max_age:  # restarted from 0: new again; shrunk: as old
         new = new._replace(age=jnp.where(factor == 0, 0, tangents.age + 1).astype(jnp.int32))
     if trainer.guide_average:  # the running average and its tangent (linear in the parameters' own)
         beta = trainer.guide_average

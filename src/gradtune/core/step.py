@@ -126,6 +126,9 @@ class GuidedTrainer:
         tangent has been carried through fewer than this many steps since it began or last
         restarted from 0 (with several values: while any has): a young tangent's hypergradient
         is a short horizon's, biased to a smaller step as the one-step look-ahead is. 0: none.
+      forward_max_age: forward mode only: a tangent carried through this many steps restarts
+        from 0 (as one past the bound does), so that with ``forward_min_age`` every meta step's
+        hypergradient has a horizon between the two, whatever the step size; 0: no limit.
       lower_lr_only_until: before this step a meta step may only lower the learning rate (its
         negative hypergradients count as 0). In the base schedule's warm-up the rate is still
         small, so a larger multiplier looks better for the steps seen — which says nothing of
@@ -159,6 +162,7 @@ class GuidedTrainer:
     forward_restart: str = "zero"
     guide_average: float = 0.0
     forward_min_age: int = 0
+    forward_max_age: int = 0
     lower_lr_only_until: int = 0
     lower_lr_scale: float = 1.0
     lower_lr_mask: str = "hypergradient"
@@ -178,6 +182,11 @@ class GuidedTrainer:
             raise ValueError(f"guide_average is {self.guide_average}; it must be in [0, 1), > 0 in forward mode only")
         if self.forward_min_age < 0 or (self.forward_min_age and self.forward_decay is None):
             raise ValueError(f"forward_min_age is {self.forward_min_age}; it must be ≥ 0, > 0 in forward mode only")
+        if self.forward_max_age < 0 or (self.forward_max_age and self.forward_decay is None):
+            raise ValueError(f"forward_max_age is {self.forward_max_age}; it must be ≥ 0, > 0 in forward mode only")
+        if self.forward_max_age and self.forward_max_age <= self.forward_min_age:
+            raise ValueError(f"forward_max_age is {self.forward_max_age}; it must be 0 or > forward_min_age "
+                             f"({self.forward_min_age}), or no meta step is ever taken")  # fmt: skip
         if self.forward_restart not in FORWARD_RESTARTS:
             raise ValueError(f"forward_restart is {self.forward_restart!r}; choose from {', '.join(FORWARD_RESTARTS)}")
         if not self.lower_lr_scale > 0:

@@ -104,6 +104,8 @@ class GuidanceConfig:
     guide_average: float = 0.0
     # horizon = forward: no meta step while a tangent is younger than this many steps (0: none)
     forward_min_age: int = 0
+    # horizon = forward: a tangent carried through this many steps restarts from 0 (0: no limit)
+    forward_max_age: int = 0
     meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"
