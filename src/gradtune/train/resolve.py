@@ -395,7 +395,8 @@ def _resolve_guidance(cfg: Config) -> None:
     _require(g.forward_max_age == 0 or g.horizon == "forward", "guidance.forward_max_age", g.forward_max_age,
              "be 0 with horizon one-step (the age is a forward-mode tangent's)")  # fmt: skip
     _require(g.forward_max_age == 0 or g.forward_max_age > g.forward_min_age, "guidance.forward_max_age",
-             g.forward_max_age, f"be 0 or > guidance.forward_min_age = {g.forward_min_age} (else no meta step is taken)")  # fmt: skip
+             g.forward_max_age, f"be 0 or > guidance.forward_min_age = {g.forward_min_age} "
+             "(else no meta step is taken)")  # fmt: skip
     _require(g.until_step == 0 or g.warmup_steps < g.until_step <= cfg.train.steps, "guidance.until_step",
              g.until_step, f"be 0 (guidance to the end) or in (guidance.warmup_steps, train.steps] = "
              f"({g.warmup_steps}, {cfg.train.steps}]")  # fmt: skip
