@@ -32,8 +32,10 @@ BAD_SETTINGS = [
     ("forward_min_age=20", "guidance.forward_min_age is 20; it must be 0 with horizon one-step"),
     ("forward_max_age=-1", "guidance.forward_max_age is -1; it must be ≥ 0"),
     ("forward_max_age=40", "guidance.forward_max_age is 40; it must be 0 with horizon one-step"),
-    ("horizon=forward forward_min_age=20 forward_max_age=20",
-     "guidance.forward_max_age is 20; it must be 0 or > guidance.forward_min_age = 20"),
+    (
+        "horizon=forward forward_min_age=20 forward_max_age=20",
+        "guidance.forward_max_age is 20; it must be 0 or > guidance.forward_min_age = 20",
+    ),
     ("meta_options=b1", "guidance.meta_options: cannot read 'b1'"),
     ("meta_options=b1=high", "guidance.meta_options: b1 = 'high' is not a number"),
     ("schedule=constant*bogus", "optim.schedule: unknown schedule factor 'bogus'"),
