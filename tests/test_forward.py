@@ -232,10 +232,11 @@ def test_with_forward_restart_rescale_a_long_tangent_is_shrunk_to_the_bound_and_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("average", "min_age"), [("0", "0"), ("0.9", "2")])
-def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average, min_age):
+@pytest.mark.parametrize(("average", "min_age", "max_age"), [("0", "0", "0"), ("0.9", "2", "4")])
+def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average, min_age, max_age):
     """`guidance.horizon = forward` end to end: the tangents (and with ``guide_average`` the
-    parameters' running average and its tangent, with ``forward_min_age`` their ages) are
+    parameters' running average and its tangent, with ``forward_min_age`` and ``forward_max_age``
+    their ages) are
     checkpointed, so a run stopped after 4 steps and resumed ends bit for bit as the run that
     went straight on."""
     from conftest import TINY
@@ -246,7 +247,8 @@ def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average,
     run = ["--config", TINY[1], "--quiet", "--set", "horizon=forward", "--set", "guided=learning_rate",
            "--set", "eval_every=4", "--set", "checkpoint_every=4", "--set", "bleu_examples=2",
            "--set", "guidance.warmup_steps=1", "--set", "guide_every=2",
-           "--set", f"guide_average={average}", "--set", f"forward_min_age={min_age}"]  # fmt: skip
+           "--set", f"guide_average={average}", "--set", f"forward_min_age={min_age}",
+           "--set", f"forward_max_age={max_age}"]  # fmt: skip
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert main(["train", "--run-dir", str(straight), "--steps", "8", *run]) == 0
     assert main(["train", "--run-dir", str(stopped), "--steps", "4", *run]) == 0
