@@ -36,6 +36,12 @@ BAD_SETTINGS = [
         "horizon=forward forward_min_age=20 forward_max_age=20",
         "guidance.forward_max_age is 20; it must be 0 or > guidance.forward_min_age = 20",
     ),
+    ("hold_mean_from=-1", "guidance.hold_mean_from is -1; it must be ≥ 0"),
+    ("hold_mean_from=100", "guidance.hold_mean_from is 100; it must be 0 with horizon one-step"),
+    (
+        "horizon=forward until_step=5 hold_mean_from=5",
+        "guidance.hold_mean_from is 5; it must be 0 or below guidance.until_step = 5",
+    ),
     ("meta_options=b1", "guidance.meta_options: cannot read 'b1'"),
     ("meta_options=b1=high", "guidance.meta_options: b1 = 'high' is not a number"),
     ("schedule=constant*bogus", "optim.schedule: unknown schedule factor 'bogus'"),

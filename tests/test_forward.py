@@ -156,6 +156,40 @@ def test_with_forward_max_age_a_tangent_restarts_after_that_many_steps():
             dataclasses.replace(free, forward_min_age=3, forward_max_age=3)
 
 
+def test_with_hold_mean_from_the_held_values_are_the_mean_of_the_guided_ones():
+    """``hold_mean_from = 2``: after four guided steps (steps 0–3), a held step takes each raw
+    value at its mean over the values steps 2 and 3 left (known answer, rtol 1e-12, float64),
+    keeps it in the state, and updates the model exactly as a held step of a trainer without the
+    switch whose values were set to that mean; a second held step keeps the same values."""
+    with jax.enable_x64(True):
+        free, start = transformer_trainer(specs=SPECS[:2], meta_lr=3e-2, forward_decay=0.99, toy=True)
+        trainer = dataclasses.replace(free, hold_mean_from=2)
+        state = trainer.init(start.params, jnp.float64)
+        rng = np.random.default_rng(5)
+        step, seen = jax.jit(trainer.guided_step), []
+        for i in range(4):
+            batch, guide = random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB)
+            state, _, _ = step(state, batch, guide, jax.random.key(i))
+            seen.append({k: float(v) for k, v in state.raw.items()})
+        assert int(state.tangents.value_count) == 2
+        mean = {k: (seen[2][k] + seen[3][k]) / 2 for k in seen[0]}
+        assert all(seen[3][k] != mean[k] for k in mean)  # the values moved: the mean is not the last
+        batch, key = random_batch(rng, 3, 12, VOCAB), jax.random.key(9)
+        held, _, _ = jax.jit(trainer.held_step)(state, batch, key)
+        for k in mean:
+            np.testing.assert_allclose(float(held.raw[k]), mean[k], rtol=1e-12)
+        free_state = state._replace(raw=held.raw, tangents=free.init(start.params, jnp.float64).tangents)
+        expected, _, _ = jax.jit(free.held_step)(free_state, batch, key)
+        for a, b in zip(jax.tree.leaves((held.params, held.opt_state)),
+                        jax.tree.leaves((expected.params, expected.opt_state)), strict=True):  # fmt: skip
+            np.testing.assert_array_equal(a, b)
+        again, _, _ = jax.jit(trainer.held_step)(held, batch, key)
+        for k in mean:
+            assert float(again.raw[k]) == float(held.raw[k])
+        with pytest.raises(ValueError, match="hold_mean_from"):
+            dataclasses.replace(free, forward_decay=None, hold_mean_from=2)
+
+
 def test_a_tangent_longer_than_the_bound_restarts_from_zero():
     """``tangent_ratio/NAME`` is ‖Z_θ‖ / ‖θ'‖ (known answer: the norms taken here, rtol 1e-12);
     a bound between two values' ratios zeroes the longer tangent alone (parameters and
@@ -232,11 +266,13 @@ def test_with_forward_restart_rescale_a_long_tangent_is_shrunk_to_the_bound_and_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("average", "min_age", "max_age"), [("0", "0", "0"), ("0.9", "2", "4")])
-def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average, min_age, max_age):
+@pytest.mark.parametrize(
+    ("average", "min_age", "max_age", "hold"), [("0", "0", "0", ()), ("0.9", "2", "4", ("4", "2"))]
+)
+def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average, min_age, max_age, hold):
     """`guidance.horizon = forward` end to end: the tangents (and with ``guide_average`` the
     parameters' running average and its tangent, with ``forward_min_age`` and ``forward_max_age``
-    their ages) are
+    their ages, with ``hold_mean_from`` the values' sums, held at their mean from step 4 on) are
     checkpointed, so a run stopped after 4 steps and resumed ends bit for bit as the run that
     went straight on."""
     from conftest import TINY
@@ -249,6 +285,8 @@ def test_a_forward_mode_run_resumes_exactly_with_its_tangents(tmp_path, average,
            "--set", "guidance.warmup_steps=1", "--set", "guide_every=2",
            "--set", f"guide_average={average}", "--set", f"forward_min_age={min_age}",
            "--set", f"forward_max_age={max_age}"]  # fmt: skip
+    if hold:
+        run += ["--set", f"until_step={hold[0]}", "--set", f"hold_mean_from={hold[1]}"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert main(["train", "--run-dir", str(straight), "--steps", "8", *run]) == 0
     assert main(["train", "--run-dir", str(stopped), "--steps", "4", *run]) == 0

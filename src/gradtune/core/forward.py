@@ -52,6 +52,10 @@ class Tangents(NamedTuple):
     # with GuidedTrainer.forward_min_age or forward_max_age > 0 (else empty): each tangent's age, the steps it has
     # been carried through since it began or last restarted from 0, an int32 (values,)
     age: Any = ()
+    # with GuidedTrainer.hold_mean_from > 0 (else empty): the sum of each raw value over the guided
+    # steps from that step on, and their count (int32): where ``held_values`` holds them afterwards
+    value_sum: Any = ()
+    value_count: Any = ()
 
 
 def forward_names(trainer: GuidedTrainer) -> tuple[str, ...]:
@@ -91,6 +95,9 @@ def init_tangents(trainer: GuidedTrainer, state: TrainState) -> Tangents:
     tangents = Tangents(jax.tree.map(zeros, state.params), [zeros(x) for x in floats])
     if trainer.forward_min_age or trainer.forward_max_age:
         tangents = tangents._replace(age=jnp.zeros((n,), jnp.int32))
+    if trainer.hold_mean_from:
+        tangents = tangents._replace(value_sum=jax.tree.map(jnp.zeros_like, state.raw),
+                                     value_count=jnp.zeros((), jnp.int32))  # fmt: skip
     if not trainer.guide_average:
         return tangents
     return tangents._replace(
@@ -98,6 +105,16 @@ def init_tangents(trainer: GuidedTrainer, state: TrainState) -> Tangents:
         average_tangent=jax.tree.map(zeros, state.params),
         average_weight=jnp.zeros((), jax.tree.leaves(state.params)[0].dtype),
     )
+
+
+def held_values(trainer: GuidedTrainer, state: TrainState) -> Any:
+    """The raw values a step after guidance takes: with ``trainer.hold_mean_from``, their mean
+    over the guided steps from that step on (the last values if there were none); else the last."""
+    if not trainer.hold_mean_from:
+        return state.raw
+    count = state.tangents.value_count
+    mean = jax.tree.map(lambda total: total / jnp.maximum(count, 1).astype(total.dtype), state.tangents.value_sum)
+    return jax.tree.map(lambda m, last: jnp.where(count > 0, m, last), mean, state.raw)
 
 
 def averaged(tangents: Tangents) -> tuple[Any, Any]:
@@ -168,6 +185,8 @@ def propagate(
     new = jax.tree.map(bounded, new)
     if trainer.forward_min_age or trainer.forward_max_age:  # restarted from 0: new again; shrunk: as old
         new = new._replace(age=jnp.where(factor == 0, 0, tangents.age + 1).astype(jnp.int32))
+    if trainer.hold_mean_from:  # the values' sums, added to by forward_step's meta steps alone
+        new = new._replace(value_sum=tangents.value_sum, value_count=tangents.value_count)
     if trainer.guide_average:  # the running average and its tangent (linear in the parameters' own)
         beta = trainer.guide_average
         mix = lambda a, x: beta * a + (1 - beta) * x.astype(a.dtype)  # noqa: E731
@@ -218,6 +237,12 @@ def forward_step(trainer: GuidedTrainer, state: TrainState, batch: Any, guide_ba
         raw, meta_state = jax.tree.map(lambda new, old: jnp.where(young, old, new), (raw, meta_state),
                                        (state.raw, state.meta_state))  # fmt: skip
         metrics = {**metrics, "meta_step_withheld": young.astype(jnp.int32)}
+    if trainer.hold_mean_from:  # the values taken at this guided step count toward the held mean
+        counted = state.step >= trainer.hold_mean_from
+        new_tangents = new_tangents._replace(
+            value_sum=jax.tree.map(lambda total, r: total + jnp.where(counted, r, 0), new_tangents.value_sum, raw),
+            value_count=new_tangents.value_count + counted.astype(jnp.int32),
+        )
     new_state = TrainState(state.step + 1, params, opt_state, raw, meta_state, new_tangents)
     new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"] + guide)
     return new_state, metrics, aux

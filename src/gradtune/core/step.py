@@ -126,6 +126,9 @@ class GuidedTrainer:
         tangent has been carried through fewer than this many steps since it began or last
         restarted from 0 (with several values: while any has): a young tangent's hypergradient
         is a short horizon's, biased to a smaller step as the one-step look-ahead is. 0: none.
+      hold_mean_from: forward mode only: the steps after guidance (``held_step``) hold each raw
+        value at its mean over the guided steps from this step on, not at its last: the last is
+        one noisy point of a trajectory that may still swing by 2–3× within 50 steps. 0: the last.
       forward_max_age: forward mode only: a tangent carried through this many steps restarts
         from 0 (as one past the bound does), so that with ``forward_min_age`` every meta step's
         hypergradient has a horizon between the two, whatever the step size; 0: no limit.
@@ -163,6 +166,7 @@ class GuidedTrainer:
     guide_average: float = 0.0
     forward_min_age: int = 0
     forward_max_age: int = 0
+    hold_mean_from: int = 0
     lower_lr_only_until: int = 0
     lower_lr_scale: float = 1.0
     lower_lr_mask: str = "hypergradient"
@@ -184,6 +188,8 @@ class GuidedTrainer:
             raise ValueError(f"forward_min_age is {self.forward_min_age}; it must be ≥ 0, > 0 in forward mode only")
         if self.forward_max_age < 0 or (self.forward_max_age and self.forward_decay is None):
             raise ValueError(f"forward_max_age is {self.forward_max_age}; it must be ≥ 0, > 0 in forward mode only")
+        if self.hold_mean_from < 0 or (self.hold_mean_from and self.forward_decay is None):
+            raise ValueError(f"hold_mean_from is {self.hold_mean_from}; it must be ≥ 0, > 0 in forward mode only")
         if self.forward_max_age and self.forward_max_age <= self.forward_min_age:
             raise ValueError(f"forward_max_age is {self.forward_max_age}; it must be 0 or > forward_min_age "
                              f"({self.forward_min_age}), or no meta step is ever taken")  # fmt: skip
@@ -323,9 +329,15 @@ class GuidedTrainer:
 
     def held_step(self, state: TrainState, batch: Any, key: jax.Array):
         """``plain_step`` without tangents, at a plain step's cost: the steps after guidance
-        has ended (the tangents, no longer needed, are left as they are)."""
-        params, opt_state, metrics, aux = self.lookahead(state.raw, state, batch, key)
-        new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
+        has ended (the tangents, no longer needed, are left as they are). With
+        ``hold_mean_from`` the values are their mean over the guided steps (``held_values``)."""
+        raw = state.raw
+        if self.hold_mean_from:
+            from gradtune.core.forward import held_values
+
+            raw = held_values(self, state)
+        params, opt_state, metrics, aux = self.lookahead(raw, state, batch, key)
+        new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, raw=raw)
         new_state, metrics = _skip_if_not_finite(state, new_state, metrics, metrics["train_loss"])
         return new_state, metrics, aux
 

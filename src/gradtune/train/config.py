@@ -106,6 +106,9 @@ class GuidanceConfig:
     forward_min_age: int = 0
     # horizon = forward: a tangent carried through this many steps restarts from 0 (0: no limit)
     forward_max_age: int = 0
+    # horizon = forward, with until_step: after guidance, hold the values at their mean over the
+    # guided steps from this step on, not at their last (0: the last)
+    hold_mean_from: int = 0
     meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
     meta_learning_rate: float = 3e-3
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"

@@ -135,7 +135,7 @@ def state_shardings(mesh: Mesh, state: Any) -> Any:
 
 def _forward_shardings(mesh: Mesh, tangents: Any) -> Any:
     """Of ``TrainState.tangents``: the tangents by ``tangent_shardings``; with a guide average, the
-    average as the parameters; its weight and the tangents' ages (small) replicated. ``()``
+    average as the parameters; its weight, the tangents' ages and the values' sums (small) replicated. ``()``
     without forward mode."""
     if not hasattr(tangents, "average"):
         return tangent_shardings(mesh, tangents)
@@ -146,6 +146,8 @@ def _forward_shardings(mesh: Mesh, tangents: Any) -> Any:
         average_tangent=tangent_shardings(mesh, tangents.average_tangent),
         average_weight=jax.tree.map(lambda _: replicated(mesh), tangents.average_weight),
         age=jax.tree.map(lambda _: replicated(mesh), tangents.age),
+        value_sum=jax.tree.map(lambda _: replicated(mesh), tangents.value_sum),
+        value_count=jax.tree.map(lambda _: replicated(mesh), tangents.value_count),
     )
 
 

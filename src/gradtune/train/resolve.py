@@ -397,6 +397,11 @@ def _resolve_guidance(cfg: Config) -> None:
     _require(g.forward_max_age == 0 or g.forward_max_age > g.forward_min_age, "guidance.forward_max_age",
              g.forward_max_age, f"be 0 or > guidance.forward_min_age = {g.forward_min_age} "
              "(else no meta step is taken)")  # fmt: skip
+    _require(g.hold_mean_from >= 0, "guidance.hold_mean_from", g.hold_mean_from, "be ≥ 0")
+    _require(g.hold_mean_from == 0 or g.horizon == "forward", "guidance.hold_mean_from", g.hold_mean_from,
+             "be 0 with horizon one-step (the mean is carried with forward mode's tangents)")  # fmt: skip
+    _require(g.hold_mean_from == 0 or g.hold_mean_from < g.until_step, "guidance.hold_mean_from", g.hold_mean_from,
+             f"be 0 or below guidance.until_step = {g.until_step} (the values are held from there)")  # fmt: skip
     _require(g.until_step == 0 or g.warmup_steps < g.until_step <= cfg.train.steps, "guidance.until_step",
              g.until_step, f"be 0 (guidance to the end) or in (guidance.warmup_steps, train.steps] = "
              f"({g.warmup_steps}, {cfg.train.steps}]")  # fmt: skip
