@@ -462,6 +462,63 @@ def test_lower_lr_mask_step_withholds_raising_steps_and_keeps_the_meta_state():
         dataclasses.replace(free, lower_lr_mask="sideways")
 
 
+def test_lower_lr_above_lets_a_multiplier_below_it_rise_in_the_warm_up():
+    """``lower_lr_above``: in the window of ``lower_lr_only_until`` the rule holds only while
+    the multiplier (1.3 here) is at least that: below it the hypergradients, meta state and
+    steps are the free rule's exactly, both masks (float64, random hypergradients of both
+    signs), and a lowering step is still taken × ``lower_lr_scale`` (rtol 1e-12); above
+    it, the plain rule's exactly. A guided step whose hypergradient says "larger" then raises
+    the rate below it and leaves it where it was above it."""
+    with jax.enable_x64(True):
+        free, state = transformer_trainer(specs=SPECS[:2], meta_lr=1e-2, toy=True)
+        rng = np.random.default_rng(7)
+        for mask in ("hypergradient", "step"):
+            plain = dataclasses.replace(free, lower_lr_only_until=5, lower_lr_mask=mask, lower_lr_scale=3.0)
+            for above, holds in ((2.0, False), (1.0, True), (0.5, True)):
+                rule = dataclasses.replace(plain, lower_lr_above=above)
+                want = plain if holds else free
+                for sign in (-1.0, 1.0):
+                    grads = {"learning_rate": jnp.asarray(sign * abs(rng.normal())), "b1": jnp.asarray(rng.normal())}
+                    at = state._replace(step=jnp.asarray(4, jnp.int32))
+                    got_g, _ = rule.meta_hypergrads(grads, at.step, at.raw)
+                    want_g, _ = want.meta_hypergrads(grads, at.step, at.raw)
+                    assert {k: float(v) for k, v in got_g.items()} == {k: float(v) for k, v in want_g.items()}
+                    got, got_meta = rule.meta_update(got_g, at)
+                    ref, ref_meta = want.meta_update(want_g, at)
+                    for a, b in zip(jax.tree.leaves((got, got_meta)), jax.tree.leaves((ref, ref_meta)), strict=True):
+                        if holds or sign < 0:  # the plain rule's, or a raising step as without any rule
+                            np.testing.assert_array_equal(a, b)
+                    if not holds and sign > 0:  # a lowering step below it: the free one × lower_lr_scale
+                        moved = float(got["learning_rate"] - at.raw["learning_rate"])
+                        free_step = float(ref["learning_rate"] - at.raw["learning_rate"])
+                        assert free_step < 0
+                        np.testing.assert_allclose(moved, 3.0 * free_step, rtol=1e-12)
+        with pytest.raises(ValueError, match="needs the raw values"):
+            dataclasses.replace(free, lower_lr_only_until=5, lower_lr_above=2.0).meta_hypergrads(grads, at.step)
+        with pytest.raises(ValueError, match="lower_lr_above"):
+            dataclasses.replace(free, lower_lr_above=-1.0)
+        batch, guide = random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB)
+        _, metrics, _ = jax.jit(free.guided_step)(state, batch, guide, jax.random.key(0))
+        assert float(metrics["hypergrad/learning_rate"]) < 0  # a random model: a larger step helps
+        for above, rises in ((2.0, True), (1.0, False)):
+            rule = dataclasses.replace(free, lower_lr_only_until=5, lower_lr_above=above)
+            new, _, _ = jax.jit(rule.guided_step)(state, batch, guide, jax.random.key(0))
+            moved = float(new.raw["learning_rate"]) - float(state.raw["learning_rate"])
+            assert moved > 0 if rises else moved == 0.0
+
+
+def test_lower_lr_above_is_checked_when_the_config_is_resolved():
+    from gradtune.errors import ConfigError
+    from gradtune.train.config import load_config
+
+    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_above.*lower_lr_in_warmup"):
+        load_config(None, ["guidance.lower_lr_above=1"])
+    with pytest.raises(ConfigError, match=r"guidance\.lower_lr_above.*≥ 0"):
+        load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_above=-1"])
+    cfg = load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_above=1"])
+    assert cfg.guidance.lower_lr_above == 1
+
+
 def test_lower_lr_mask_is_checked_when_the_config_is_resolved():
     from gradtune.errors import ConfigError
     from gradtune.train.config import load_config

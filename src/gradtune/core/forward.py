@@ -228,7 +228,7 @@ def forward_step(trainer: GuidedTrainer, state: TrainState, batch: Any, guide_ba
     """
     params, opt_state, new_tangents, metrics, aux = propagate(trainer, state, state.tangents, batch, key)
     guide, hypergrads = forward_hypergradients(trainer, params, new_tangents, guide_batch)
-    cleaned, n_cleaned = trainer.meta_hypergrads(hypergrads, state.step)
+    cleaned, n_cleaned = trainer.meta_hypergrads(hypergrads, state.step, state.raw)
     raw, meta_state = trainer.meta_update(cleaned, state)
     metrics = {**metrics, "guide_loss": guide, "hypergrad_cleaned": n_cleaned,
                **{f"hypergrad/{k}": g for k, g in hypergrads.items()}}  # fmt: skip

@@ -137,9 +137,14 @@ class GuidedTrainer:
         small, so a larger multiplier looks better for the steps seen — which says nothing of
         the rate it will make at the peak — while a smaller one looking better already says
         the multiplier is too large. 0: no such rule.
-      lower_lr_scale: before ``lower_lr_only_until`` the learning rate's meta steps (lowerings
-        only) are this many times larger: being too high in the warm-up does damage the rest
-        of the run does not repair, being too low costs little, so the lowering may be fast.
+      lower_lr_scale: before ``lower_lr_only_until`` the learning rate's lowering meta steps
+        are this many times larger: being too high in the warm-up does damage the rest of the
+        run does not repair, so the lowering may be fast.
+      lower_lr_above: ``lower_lr_only_until`` holds only while the learning-rate multiplier
+        is at least this; below it a meta step of the window may raise the rate as without
+        the rule (the raising step that crosses it is the last): a start far below the base
+        rate may climb toward it in the warm-up, one above it may only come down. 0: the rule
+        holds at every multiplier.
       lower_lr_mask: how ``lower_lr_only_until`` withholds the raisings. ``"hypergradient"``:
         the negative hypergradients count as 0, so the meta optimizer sees zeros (Adam's
         moments decay and its bias correction runs on, and after the window its steps are up
@@ -169,6 +174,7 @@ class GuidedTrainer:
     hold_mean_from: int = 0
     lower_lr_only_until: int = 0
     lower_lr_scale: float = 1.0
+    lower_lr_above: float = 0.0
     lower_lr_mask: str = "hypergradient"
 
     def __post_init__(self) -> None:
@@ -197,6 +203,8 @@ class GuidedTrainer:
             raise ValueError(f"forward_restart is {self.forward_restart!r}; choose from {', '.join(FORWARD_RESTARTS)}")
         if not self.lower_lr_scale > 0:
             raise ValueError(f"lower_lr_scale is {self.lower_lr_scale}; it must be > 0")
+        if not self.lower_lr_above >= 0:
+            raise ValueError(f"lower_lr_above is {self.lower_lr_above}; it must be ≥ 0")
         if self.lower_lr_mask not in LOWER_LR_MASKS:
             raise ValueError(f"lower_lr_mask is {self.lower_lr_mask!r}; choose from {', '.join(LOWER_LR_MASKS)}")
 
@@ -238,30 +246,41 @@ class GuidedTrainer:
 
         return state._replace(tangents=init_tangents(self, state))  # the past no longer depends on them
 
-    def meta_hypergrads(self, hypergrads: Raw, step: jax.Array) -> tuple[Raw, jax.Array]:
+    def lower_lr_window(self, step: jax.Array, raw: Raw | None) -> jax.Array:
+        """Whether the rule of ``lower_lr_only_until`` holds at ``step`` with the raw values
+        ``raw`` (before the step; needed only with ``lower_lr_above``)."""
+        window = step < self.lower_lr_only_until
+        if not self.lower_lr_above:
+            return window
+        if raw is None:
+            raise ValueError("with lower_lr_above the warm-up rule needs the raw values (meta_hypergrads' raw)")
+        return window & (raw_to_values(self.specs, raw)["learning_rate"] >= self.lower_lr_above)
+
+    def meta_hypergrads(self, hypergrads: Raw, step: jax.Array, raw: Raw | None = None) -> tuple[Raw, jax.Array]:
         """The hypergradients the meta step takes: made finite (``clean_hypergrads``), and the
-        learning rate's raised to 0 before ``lower_lr_only_until`` (``lower_lr_mask =
-        "hypergradient"``). Returns them and how many entries cleaning replaced."""
+        learning rate's raised to 0 where the rule of ``lower_lr_only_until`` holds
+        (``lower_lr_window``; ``lower_lr_mask = "hypergradient"``). ``raw``: the values before
+        the step. Returns them and how many entries cleaning replaced."""
         cleaned, n_cleaned = clean_hypergrads(hypergrads)
         if self.lower_lr_only_until and self.lower_lr_mask != "step" and "learning_rate" in cleaned:
             g = cleaned["learning_rate"]
-            cleaned = {**cleaned, "learning_rate": jnp.where(step < self.lower_lr_only_until, jnp.maximum(g, 0), g)}
+            cleaned = {**cleaned, "learning_rate": jnp.where(self.lower_lr_window(step, raw), jnp.maximum(g, 0), g)}
         return cleaned, n_cleaned
 
     def meta_update(self, cleaned: Raw, state: TrainState, **extra) -> tuple[Raw, Any]:
         """The raw values after one meta step on ``cleaned`` (from ``meta_hypergrads``), and
         the new meta state. In the window of ``lower_lr_only_until`` the learning rate's step
-        is withheld if it raises the rate (``lower_lr_mask = "step"``; a learning rate's raw
-        value grows with the rate) and scaled by ``lower_lr_scale``; after its last step the
-        meta state starts anew (``"fresh"``)."""
+        is withheld if it raises the rate where the rule holds (``lower_lr_mask = "step"``; a
+        learning rate's raw value grows with the rate) and scaled by ``lower_lr_scale`` if it
+        lowers it; after its last step the meta state starts anew (``"fresh"``)."""
         updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
         if self.lower_lr_only_until and "learning_rate" in updates:
             lr = updates["learning_rate"]
             window = state.step < self.lower_lr_only_until
             if self.lower_lr_mask == "step":
-                lr = jnp.where(window, jnp.minimum(lr, 0), lr)
+                lr = jnp.where(self.lower_lr_window(state.step, state.raw), jnp.minimum(lr, 0), lr)
             if self.lower_lr_scale != 1.0:
-                lr = lr * jnp.where(window, self.lower_lr_scale, 1.0).astype(lr.dtype)
+                lr = lr * jnp.where(window & (lr < 0), self.lower_lr_scale, 1.0).astype(lr.dtype)
             updates = {**updates, "learning_rate": lr}
         raw = optax.apply_updates(state.raw, updates)
         if self.lower_lr_only_until and self.lower_lr_mask == "fresh":
@@ -370,7 +389,7 @@ class GuidedTrainer:
 
             return forward_step(self, state, batch, guide_batch, key)
         guide, hypergrads, (params, opt_state, metrics, aux) = self.hypergradients(state, batch, guide_batch, key)
-        cleaned, n_cleaned = self.meta_hypergrads(hypergrads, state.step)
+        cleaned, n_cleaned = self.meta_hypergrads(hypergrads, state.step, state.raw)
         extra = {}
         if any(s.lazy for s in self.specs):  # a mask for every value: all rows of the dense ones
             rows = self.rows_present(batch)

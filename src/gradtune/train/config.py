@@ -123,6 +123,9 @@ class GuidanceConfig:
     # in the base schedule's warm-up (optim.warmup_steps) a meta step may only lower the learning rate
     lower_lr_in_warmup: bool = False
     lower_lr_scale: float = 1.0  # with lower_lr_in_warmup: those lowering meta steps are this times larger
+    # with lower_lr_in_warmup: the rule holds only while the multiplier is at least this; below it a
+    # meta step may also raise it, up to about this (0: at every multiplier)
+    lower_lr_above: float = 0.0
     # with lower_lr_in_warmup: 'hypergradient' (raising hypergradients count as 0) or 'step'
     # (the meta optimizer sees them all; only its raising steps are withheld) or 'fresh'
     # ('hypergradient', and the meta optimizer's state starts anew when the warm-up ends)

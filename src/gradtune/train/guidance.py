@@ -99,6 +99,7 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
         hold_mean_from=g.hold_mean_from if g.horizon == "forward" and g.enabled and names else 0,
         lower_lr_only_until=optim.warmup_steps if g.lower_lr_in_warmup else 0,
         lower_lr_scale=g.lower_lr_scale,
+        lower_lr_above=g.lower_lr_above,
         lower_lr_mask=g.lower_lr_mask,
     )
     return Setup(trainer, hyperparams, names, meta_schedule)

@@ -408,6 +408,9 @@ def _resolve_guidance(cfg: Config) -> None:
     _require(g.lower_lr_scale > 0, "guidance.lower_lr_scale", g.lower_lr_scale, "be > 0")
     _require(g.lower_lr_scale == 1 or g.lower_lr_in_warmup, "guidance.lower_lr_scale", g.lower_lr_scale,
              "be 1 unless guidance.lower_lr_in_warmup = true (it scales those lowering steps)")  # fmt: skip
+    _require(g.lower_lr_above >= 0, "guidance.lower_lr_above", g.lower_lr_above, "be ≥ 0")
+    _require(g.lower_lr_above == 0 or g.lower_lr_in_warmup, "guidance.lower_lr_above", g.lower_lr_above,
+             "be 0 unless guidance.lower_lr_in_warmup = true (it says where that rule holds)")  # fmt: skip
     _require(g.lower_lr_mask in LOWER_LR_MASKS, "guidance.lower_lr_mask", g.lower_lr_mask,
              f"be one of {', '.join(LOWER_LR_MASKS)}")  # fmt: skip
     _require(g.lower_lr_mask == "hypergradient" or g.lower_lr_in_warmup, "guidance.lower_lr_mask", g.lower_lr_mask,
