@@ -130,6 +130,33 @@ def test_a_killed_sweep_keeps_its_finished_trials_and_redoes_the_unfinished_one(
 
 
 @pytest.mark.slow
+def test_a_sweep_file_changed_between_runs_reports_only_its_own_trials(tmp_path, corpus, capsys):
+    """A trial is what it runs: rerun into the same folder after the file changed, the points
+    still in it are kept (not rerun), new ones run, and finished or queued trials of settings it
+    no longer has are left out of the report — a changed ``set`` list reruns every point."""
+    out = tmp_path / "out"
+    path = _sweep_file(tmp_path, corpus, "c", grid=(0.5, 2.0))
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    kept = out / "trials" / "grid-lr_multiplier=0.5" / "summary.json"
+    finished_at = kept.stat().st_mtime
+    _sweep_file(tmp_path, corpus, "c", grid=(0.5, 1.0))  # 2.0 gone, 1.0 new
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "1 finished grid trial(s) ran settings this sweep file no longer has" in err
+    assert err.count("sweep c: [") == 1  # only 1.0 ran
+    assert kept.stat().st_mtime == finished_at
+    report = json.loads((out / "sweep.json").read_text())
+    assert sorted(t["label"] for t in report["trials"]["grid"]) == ["lr_multiplier=0.5", "lr_multiplier=1"]
+    path.write_text(path.read_text().replace('"train.bleu_examples=2"', '"train.bleu_examples=3"'))
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    assert capsys.readouterr().err.count("sweep c: [") == 2  # a new set list: both points again
+    assert kept.stat().st_mtime > finished_at
+    report = json.loads((out / "sweep.json").read_text())
+    assert [t["base"][-1] for t in report["trials"]["grid"]] == ["train.bleu_examples=3"] * 2
+
+
+@pytest.mark.slow
 def test_two_workers_on_one_storage_run_each_trial_once(tmp_path, corpus):
     path, out = _sweep_file(tmp_path, corpus, "w", grid=(0.3, 0.6, 1.2, 2.4)), tmp_path / "out"
     result = subprocess.run(

@@ -356,18 +356,27 @@ def _study(storage, sweep: Sweep, method: str):
     )
 
 
-def _queue(study, points: list[Point]) -> None:
-    """Queue every point that no trial holds yet (waiting, running or finished but failed)."""
+def _key(attrs: dict, base: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a trial ran: the sweep's config and ``set`` list, and its point's overrides (a trial
+    queued before they were recorded counts as run with ``base``)."""
+    return tuple(attrs.get("base", base)), tuple(attrs.get("overrides", ()))
+
+
+def _queue(study, points: list[Point], base: tuple[str, ...]) -> None:
+    """Queue every point that no trial holds yet (waiting, running or finished; not failed).
+    A point is what it runs (``_key``), so a trial queued by another version of the sweep
+    file (other values or other ``set`` lists) holds none of this one's."""
     from optuna.trial import TrialState
 
     held = {
-        t.params.get("point", t.system_attrs.get("fixed_params", {}).get("point"))
+        _key(t.user_attrs, base)
         for t in study.get_trials(deepcopy=False)
-        if t.state != TrialState.FAIL
+        if t.state != TrialState.FAIL and not t.user_attrs.get("skipped")
     }
     for i, point in enumerate(points):
-        if i not in held:
-            study.enqueue_trial({"point": i}, user_attrs={"label": point.label, "overrides": list(point.overrides)})
+        if (tuple(base), tuple(point.overrides)) not in held:
+            attrs = {"label": point.label, "overrides": list(point.overrides), "base": list(base)}
+            study.enqueue_trial({"point": i}, user_attrs=attrs)
 
 
 def finished_trials(study) -> list[dict]:
@@ -399,17 +408,34 @@ class Runner:
         self.sweep, self.out, self.storage = sweep, out, storage
         self.say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
         self.studies = {m: _study(storage, sweep, m) for m in sweep.methods}
+        self.base = (f"config={sweep.config}", *sweep.base_set)  # what every trial runs besides its point's
         self.start = time.time()
         self.done = 0
 
     def all_trials(self) -> dict[str, list[dict]]:
-        return {m: finished_trials(s) for m, s in self.studies.items()}
+        """Each method's finished trials that belong to this version of the sweep file."""
+        return {m: self._finished(m) for m in self.studies}
+
+    def _points(self, method: str) -> set | None:
+        """What ``method``'s points in this sweep file run (``_key``; None: Optuna's, sampled)."""
+        if method not in FIXED:
+            return None
+        grid = {"grid": self._finished("grid")} if method == "seeds" and "grid" in self.studies else None
+        return {(tuple(self.base), tuple(p.overrides)) for p in fixed_points(self.sweep, method, grid)}
+
+    def _finished(self, method: str) -> list[dict]:
+        rows, points = finished_trials(self.studies[method]), self._points(method)
+        return rows if points is None else [r for r in rows if _key(r, self.base) in points]
 
     def queue_fixed(self) -> None:
-        """Queue the fixed methods' points (seeds: once the grid is finished)."""
+        """Queue the fixed methods' points (seeds: once the grid is finished), and say how many
+        finished trials of another version of the sweep file are left out of the report."""
         for method in self.sweep.methods:
             if method in FIXED and method != "seeds":
-                _queue(self.studies[method], fixed_points(self.sweep, method))
+                _queue(self.studies[method], fixed_points(self.sweep, method), self.base)
+                if stale := len(finished_trials(self.studies[method])) - len(self._finished(method)):
+                    self.say(f"sweep {self.sweep.name}: {stale} finished {method} trial(s) ran settings this "
+                             "sweep file no longer has (an earlier version): left out of the report")  # fmt: skip
 
     def total(self) -> int:
         n = sum(len(fixed_points(self.sweep, m)) for m in self.sweep.methods if m in FIXED and m != "seeds")
@@ -420,7 +446,7 @@ class Runner:
         for method in self.sweep.methods:
             if method == "seeds":
                 self._wait_for(("grid", "guided"))
-                _queue(self.studies["seeds"], fixed_points(self.sweep, "seeds", self.all_trials()))
+                _queue(self.studies["seeds"], fixed_points(self.sweep, "seeds", self.all_trials()), self.base)
             if method == "optuna":
                 self._run_optuna()
             else:
@@ -499,6 +525,9 @@ class Runner:
         else:
             if "overrides" not in trial.user_attrs:  # queued trials carry their overrides
                 trial.set_user_attr("skipped", True)  # sampled, not queued: another worker took the last point
+                raise optuna.TrialPruned()
+            if _key(trial.user_attrs, self.base) not in self._points(method):
+                trial.set_user_attr("skipped", True)  # queued by an earlier version of the sweep file
                 raise optuna.TrialPruned()
             trial.suggest_int("point", 0, 10_000)
             overrides, label = tuple(trial.user_attrs["overrides"]), trial.user_attrs["label"]
