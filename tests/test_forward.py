@@ -125,6 +125,44 @@ def test_with_forward_min_age_no_meta_step_is_taken_on_a_young_tangent():
             dataclasses.replace(free, forward_decay=None, forward_min_age=3)
 
 
+def test_with_forward_min_age_from_the_age_rule_starts_at_that_step():
+    """``forward_min_age = 3``, ``forward_min_age_from = 1``: the first guided step (step 0) takes
+    its meta step on a tangent of age 1, exactly as a trainer without the rule does (values and
+    meta state, float64); the second (age 2 < 3, step 1) is withheld; the third moves the values."""
+    with jax.enable_x64(True):
+        free, start = transformer_trainer(specs=SPECS[:1], meta_lr=1e-2, forward_decay=0.99, toy=True)
+        trainer = dataclasses.replace(free, forward_min_age=3, forward_min_age_from=1)
+        state = trainer.init(start.params, jnp.float64)
+        rng = np.random.default_rng(8)
+        step = jax.jit(trainer.guided_step)
+        for i, moves in enumerate((True, False, True)):
+            batch, guide, key = random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB), jax.random.key(i)
+            new, metrics, _ = step(state, batch, guide, key)
+            assert int(new.tangents.age[0]) == i + 1 and int(metrics["meta_step_withheld"]) == (not moves)
+            assert (new.raw["learning_rate"] != state.raw["learning_rate"]) == moves
+            if i == 0:
+                want, _, _ = jax.jit(free.guided_step)(free.init(start.params, jnp.float64), batch, guide, key)
+                got, expected = (new.raw, new.meta_state), (want.raw, want.meta_state)
+                for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+                    np.testing.assert_array_equal(a, b)
+            state = new
+        with pytest.raises(ValueError, match="forward_min_age_from"):
+            dataclasses.replace(free, forward_min_age_from=1)
+
+
+def test_forward_min_age_from_is_checked_when_the_config_is_resolved():
+    from gradtune.errors import ConfigError
+    from gradtune.train.config import load_config
+
+    forward = ["guidance.horizon=forward"]
+    with pytest.raises(ConfigError, match=r"guidance\.forward_min_age_from.*forward_min_age > 0"):
+        load_config(None, [*forward, "guidance.forward_min_age_from=100"])
+    with pytest.raises(ConfigError, match=r"guidance\.forward_min_age_from.*≥ 0"):
+        load_config(None, [*forward, "guidance.forward_min_age=20", "guidance.forward_min_age_from=-1"])
+    cfg = load_config(None, [*forward, "guidance.forward_min_age=20", "guidance.forward_min_age_from=100"])
+    assert cfg.guidance.forward_min_age_from == 100
+
+
 def test_with_forward_max_age_a_tangent_restarts_after_that_many_steps():
     """``forward_max_age = 2`` (with ``forward_min_age = 1``): the ages run 1, 2, 0, 1, 2; at the
     third step the tangent restarts from 0 in every leaf, counted in ``tangents_reset``, and the

@@ -233,7 +233,7 @@ def forward_step(trainer: GuidedTrainer, state: TrainState, batch: Any, guide_ba
     metrics = {**metrics, "guide_loss": guide, "hypergrad_cleaned": n_cleaned,
                **{f"hypergrad/{k}": g for k, g in hypergrads.items()}}  # fmt: skip
     if trainer.forward_min_age:  # a young tangent's hypergradient is a short horizon's: no meta step on it
-        young = jnp.any(new_tangents.age < trainer.forward_min_age)
+        young = jnp.any(new_tangents.age < trainer.forward_min_age) & (state.step >= trainer.forward_min_age_from)
         raw, meta_state = jax.tree.map(lambda new, old: jnp.where(young, old, new), (raw, meta_state),
                                        (state.raw, state.meta_state))  # fmt: skip
         metrics = {**metrics, "meta_step_withheld": young.astype(jnp.int32)}

@@ -126,6 +126,10 @@ class GuidedTrainer:
         tangent has been carried through fewer than this many steps since it began or last
         restarted from 0 (with several values: while any has): a young tangent's hypergradient
         is a short horizon's, biased to a smaller step as the one-step look-ahead is. 0: none.
+      forward_min_age_from: ``forward_min_age`` holds from this step on; before it a meta
+        step is taken on a tangent of any age (e.g. the base warm-up, where a start far too
+        high should come down at once: with the warm-up's lowering-only rule a young tangent's
+        bias toward a smaller step can only lower the rate). 0: from the start.
       hold_mean_from: forward mode only: the steps after guidance (``held_step``) hold each raw
         value at its mean over the guided steps from this step on, not at its last: the last is
         one noisy point of a trajectory that may still swing by 2–3× within 50 steps. 0: the last.
@@ -170,6 +174,7 @@ class GuidedTrainer:
     forward_restart: str = "zero"
     guide_average: float = 0.0
     forward_min_age: int = 0
+    forward_min_age_from: int = 0
     forward_max_age: int = 0
     hold_mean_from: int = 0
     lower_lr_only_until: int = 0
@@ -192,6 +197,9 @@ class GuidedTrainer:
             raise ValueError(f"guide_average is {self.guide_average}; it must be in [0, 1), > 0 in forward mode only")
         if self.forward_min_age < 0 or (self.forward_min_age and self.forward_decay is None):
             raise ValueError(f"forward_min_age is {self.forward_min_age}; it must be ≥ 0, > 0 in forward mode only")
+        if self.forward_min_age_from < 0 or (self.forward_min_age_from and not self.forward_min_age):
+            raise ValueError(f"forward_min_age_from is {self.forward_min_age_from}; it must be ≥ 0, > 0 only "
+                             "with forward_min_age")  # fmt: skip
         if self.forward_max_age < 0 or (self.forward_max_age and self.forward_decay is None):
             raise ValueError(f"forward_max_age is {self.forward_max_age}; it must be ≥ 0, > 0 in forward mode only")
         if self.hold_mean_from < 0 or (self.hold_mean_from and self.forward_decay is None):

@@ -104,6 +104,8 @@ class GuidanceConfig:
     guide_average: float = 0.0
     # horizon = forward: no meta step while a tangent is younger than this many steps (0: none)
     forward_min_age: int = 0
+    # horizon = forward, with forward_min_age: that rule holds from this step on (0: from the start)
+    forward_min_age_from: int = 0
     # horizon = forward: a tangent carried through this many steps restarts from 0 (0: no limit)
     forward_max_age: int = 0
     # horizon = forward, with until_step: after guidance, hold the values at their mean over the

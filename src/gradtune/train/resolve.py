@@ -392,6 +392,9 @@ def _resolve_guidance(cfg: Config) -> None:
     _require(g.forward_min_age == 0 or g.horizon == "forward", "guidance.forward_min_age", g.forward_min_age,
              "be 0 with horizon one-step (the age is a forward-mode tangent's)")  # fmt: skip
     _require(g.forward_max_age >= 0, "guidance.forward_max_age", g.forward_max_age, "be ≥ 0")
+    _require(g.forward_min_age_from >= 0, "guidance.forward_min_age_from", g.forward_min_age_from, "be ≥ 0")
+    _require(g.forward_min_age_from == 0 or g.forward_min_age > 0, "guidance.forward_min_age_from",
+             g.forward_min_age_from, "be 0 unless guidance.forward_min_age > 0 (it starts that rule)")  # fmt: skip
     _require(g.forward_max_age == 0 or g.horizon == "forward", "guidance.forward_max_age", g.forward_max_age,
              "be 0 with horizon one-step (the age is a forward-mode tangent's)")  # fmt: skip
     _require(g.forward_max_age == 0 or g.forward_max_age > g.forward_min_age, "guidance.forward_max_age",
