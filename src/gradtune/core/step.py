@@ -141,14 +141,15 @@ class GuidedTrainer:
         small, so a larger multiplier looks better for the steps seen — which says nothing of
         the rate it will make at the peak — while a smaller one looking better already says
         the multiplier is too large. 0: no such rule.
-      lower_lr_scale: before ``lower_lr_only_until`` the learning rate's lowering meta steps
-        are this many times larger: being too high in the warm-up does damage the rest of the
-        run does not repair, so the lowering may be fast.
+      lower_lr_scale: where the rule of ``lower_lr_only_until`` holds the learning rate's
+        lowering meta steps are this many times larger: being too high in the warm-up does
+        damage the rest of the run does not repair, so the lowering may be fast.
       lower_lr_above: ``lower_lr_only_until`` holds only while the learning-rate multiplier
-        is at least this; below it a meta step of the window may raise the rate as without
-        the rule (the raising step that crosses it is the last): a start far below the base
-        rate may climb toward it in the warm-up, one above it may only come down. 0: the rule
-        holds at every multiplier.
+        is at least this; below it a meta step of the window is the one without the rule
+        (raising or lowering, not scaled by ``lower_lr_scale``; the raising step that crosses
+        it is the last): a start far below the base rate may climb toward it in the warm-up,
+        one above it may only come down, fast, and not far past it. 0: the rule holds at
+        every multiplier.
       lower_lr_mask: how ``lower_lr_only_until`` withholds the raisings. ``"hypergradient"``:
         the negative hypergradients count as 0, so the meta optimizer sees zeros (Adam's
         moments decay and its bias correction runs on, and after the window its steps are up
@@ -280,15 +281,15 @@ class GuidedTrainer:
         the new meta state. In the window of ``lower_lr_only_until`` the learning rate's step
         is withheld if it raises the rate where the rule holds (``lower_lr_mask = "step"``; a
         learning rate's raw value grows with the rate) and scaled by ``lower_lr_scale`` if it
-        lowers it; after its last step the meta state starts anew (``"fresh"``)."""
+        lowers it there; after its last step the meta state starts anew (``"fresh"``)."""
         updates, meta_state = self.meta_optimizer.update(cleaned, state.meta_state, state.raw, **extra)
         if self.lower_lr_only_until and "learning_rate" in updates:
             lr = updates["learning_rate"]
-            window = state.step < self.lower_lr_only_until
+            holds = self.lower_lr_window(state.step, state.raw)
             if self.lower_lr_mask == "step":
-                lr = jnp.where(self.lower_lr_window(state.step, state.raw), jnp.minimum(lr, 0), lr)
+                lr = jnp.where(holds, jnp.minimum(lr, 0), lr)
             if self.lower_lr_scale != 1.0:
-                lr = lr * jnp.where(window & (lr < 0), self.lower_lr_scale, 1.0).astype(lr.dtype)
+                lr = lr * jnp.where(holds & (lr < 0), self.lower_lr_scale, 1.0).astype(lr.dtype)
             updates = {**updates, "learning_rate": lr}
         raw = optax.apply_updates(state.raw, updates)
         if self.lower_lr_only_until and self.lower_lr_mask == "fresh":

@@ -125,8 +125,8 @@ class GuidanceConfig:
     # in the base schedule's warm-up (optim.warmup_steps) a meta step may only lower the learning rate
     lower_lr_in_warmup: bool = False
     lower_lr_scale: float = 1.0  # with lower_lr_in_warmup: those lowering meta steps are this times larger
-    # with lower_lr_in_warmup: the rule holds only while the multiplier is at least this; below it a
-    # meta step may also raise it, up to about this (0: at every multiplier)
+    # with lower_lr_in_warmup: the rule (and its lower_lr_scale) holds only while the multiplier is at
+    # least this; below it a meta step is the free one, and may raise it up to about this (0: everywhere)
     lower_lr_above: float = 0.0
     # with lower_lr_in_warmup: 'hypergradient' (raising hypergradients count as 0) or 'step'
     # (the meta optimizer sees them all; only its raising steps are withheld) or 'fresh'
