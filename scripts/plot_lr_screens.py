@@ -3,13 +3,15 @@ step, one panel per screen, over the held constants of the pair's 9-point grid (
 beside them).
 
     python scripts/plot_lr_screens.py results/sweeps/lt-en lt-en-forward lt-en-forward-240 ... \
-        [--runs runs/sweeps] [--out results/sweeps/lt-en-screens]
+        [--runs runs/sweeps] [--results results/sweeps] [--out results/sweeps/lt-en-screens]
 
 GRID is a committed sweep folder holding the grid (its ``sweep.json``); each SCREEN names a
 sweep whose guided trials' run folders are under ``--runs`` (their ``metrics.jsonl``: the
 learned multiplier at every step). Writes OUT.json (every trajectory, each 5th step, with its
-dev loss and compute) and OUT.png. A screen whose run folders are gone (runs/ is not committed)
-is taken from the OUT.json written before, when it holds that screen.
+dev loss and compute) and OUT.png. A screen stopped before its report (no ``sweep.json``) is
+drawn from its ``partial.json`` (``scripts/partial_screen.py``) under ``--results``, its
+finished trials only; one whose run folders are gone (runs/ is not committed) is taken from
+the OUT.json written before, when it holds that screen.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main() -> None:
     parser.add_argument("grid", type=Path, help="a sweep folder with the grid's sweep.json")
     parser.add_argument("screens", nargs="+", help="sweeps whose guided trials to draw")
     parser.add_argument("--runs", type=Path, default=Path("runs/sweeps"), help="where the screens' run folders are")
+    parser.add_argument("--results", type=Path, default=Path("results/sweeps"), help="where partial.json files are")
     parser.add_argument("--out", type=Path, default=Path("results/sweeps/lt-en-screens"))
     args = parser.parse_args()
 
@@ -51,6 +54,20 @@ def main() -> None:
     before = json.loads(out_json.read_text())["screens"] if out_json.exists() else {}
     screens = {}
     for name in args.screens:
+        partial = args.results / name / "partial.json"
+        if not (args.runs / name / "sweep.json").exists() and partial.exists():
+            screens[name] = [
+                {
+                    "start": float(label.rsplit("=", 1)[1]),
+                    "dev_loss": t["dev_loss"],
+                    "versus_best_constant": t["dev_loss"] / best - 1,
+                    "train_tflop": None,  # not in partial.json
+                    "trajectory": t["trajectory"],
+                }
+                for label, t in json.loads(partial.read_text())["trials"].items()
+                if "dev_loss" in t
+            ]
+            continue
         if not (args.runs / name / "sweep.json").exists():
             if name not in before:
                 raise SystemExit(f"{name}: no {args.runs / name / 'sweep.json'}, and {out_json} does not hold it")
