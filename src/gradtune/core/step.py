@@ -48,7 +48,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import jax
@@ -244,10 +244,15 @@ class GuidedTrainer:
 
         return state._replace(tangents=init_tangents(self, state))
 
-    def reset(self, state: TrainState) -> TrainState:
-        """``state`` with the guided values back at their initial values, meta state fresh."""
+    def reset(self, state: TrainState, start: Mapping[str, float] | None = None) -> TrainState:
+        """``state`` with the guided values back at their initial values, meta state fresh.
+        ``start``: other initial values, by name (``{"learning_rate": 2.0}``), for those named."""
         dtype = jax.tree.leaves(state.raw)[0].dtype if state.raw else jnp.float32
-        raw = init_raw(self.specs, dtype)
+        unknown = set(start or ()) - {s.name for s in self.specs}
+        if unknown:
+            raise ValueError(f"reset: {', '.join(sorted(unknown))} not guided")
+        specs = [replace(s, init=start[s.name]) if s.name in (start or ()) else s for s in self.specs]
+        raw = init_raw(specs, dtype)
         state = state._replace(raw=raw, meta_state=jax.tree.map(jnp.copy, self.meta_optimizer.init(raw)))
         if self.forward_decay is None:
             return state

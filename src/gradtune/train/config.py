@@ -132,6 +132,10 @@ class GuidanceConfig:
     # (the meta optimizer sees them all; only its raising steps are withheld) or 'fresh'
     # ('hypergradient', and the meta optimizer's state starts anew when the warm-up ends)
     lower_lr_mask: str = "hypergradient"
+    # with lower_lr_in_warmup: at most this many times, the warm-up's first meta step that lowers the
+    # learning rate where that rule holds starts the run again from step 0, at the multiplier whose
+    # peak rate is the rate of that step (the damage of a start far too high undone; 0: never)
+    warmup_restarts: int = 0
     until_step: int = 0  # guidance ends here: values held after, at a plain step's cost (no tangents); 0: never
     guide_every: int = 1  # a guided step every k steps; plain steps in between
     reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
@@ -24,7 +25,7 @@ from gradtune.data.batching import START, BatchStream, StreamState, batch_shapes
 from gradtune.files import write_json
 from gradtune.seq2seq.objectives import KINDS, make_losses, weight_name
 from gradtune.train import evaluate
-from gradtune.train.checkpoint import save_checkpoint, update_best
+from gradtune.train.checkpoint import complete_steps, remove_checkpoint, save_checkpoint, update_best
 from gradtune.train.compile_cache import enable_compilation_cache
 from gradtune.train.compute import ComputeMeter
 from gradtune.train.config import Config, flat, to_dict
@@ -45,6 +46,7 @@ from gradtune.train.mesh import (
 )
 from gradtune.train.plot import plot_run
 from gradtune.train.resolve import resolve
+from gradtune.train.restart import Restart, is_turn, peak_rate, restart_multiplier, spent_steps
 from gradtune.train.resume import NonFiniteLoss, check_run_dir, restore_latest, rewind_metrics
 from gradtune.train.setup import build_state, initial_params, parse_init_from
 from gradtune.train.signals import stop_requests
@@ -81,7 +83,8 @@ def train(
     state, host = session.initial, HostState(START, {})
     if resume:
         state, saved = restore_latest(run_dir, state)
-        host = HostState(StreamState(*saved["data"]), saved["scores"])
+        restarts = tuple(Restart(**r) for r in saved.get("restarts", ()))
+        host = HostState(StreamState(*saved["data"]), saved["scores"], restarts)
         if is_primary():
             rewind_metrics(run_dir, int(state.step))
     elif is_primary():
@@ -100,10 +103,12 @@ def train(
 
 
 class HostState(NamedTuple):
-    """The host side of a checkpoint: where the training data stands, the latest scores."""
+    """The host side of a checkpoint: where the training data stands, the latest scores, the
+    run's restarts so far (``guidance.warmup_restarts``)."""
 
     data: StreamState
     scores: dict
+    restarts: tuple[Restart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,14 +129,15 @@ class Session:
     dev_batches: list
     eval_counts: Callable
 
-    def is_guided(self, step: int) -> bool:
+    def is_guided(self, step: int, spent: int = 0) -> bool:
         g = self.cfg.guidance
-        return (bool(self.setup.guided) and step >= g.warmup_steps and not self.has_ended(step)
+        return (bool(self.setup.guided) and step >= g.warmup_steps and not self.has_ended(step, spent)
                 and (step - g.warmup_steps) % g.guide_every == 0)  # fmt: skip
 
-    def has_ended(self, step: int) -> bool:
-        """Guidance is over (``guidance.until_step``): the values are held for good."""
-        return bool(self.cfg.guidance.until_step) and step >= self.cfg.guidance.until_step
+    def has_ended(self, step: int, spent: int = 0) -> bool:
+        """Guidance is over (``guidance.until_step``): the values are held for good. ``spent``:
+        the steps of attempts abandoned by restarts, which come out of the guided ones."""
+        return bool(self.cfg.guidance.until_step) and step >= self.cfg.guidance.until_step - spent
 
 
 def build_session(cfg: Config, run_dir: Path, prepared, resume: bool) -> Session:
@@ -192,7 +198,7 @@ def save(session: Session, step: int, state: TrainState, host: HostState) -> Non
     """A checkpoint of ``state`` at ``step``, the newest kept and the best by ``train.best_metric``."""
     t = session.cfg.train
     best = update_best(session.run_dir, step, host.scores, t.best_metric) if is_primary() else None
-    payload = {"data": list(host.data), "scores": host.scores}
+    payload = {"data": list(host.data), "scores": host.scores, "restarts": [r.to_json() for r in host.restarts]}
     save_checkpoint(session.run_dir, step, state._asdict(), payload, t.keep_checkpoints, best, is_primary())
 
 
@@ -201,15 +207,18 @@ class LoopResult:
     state: TrainState
     scores: dict  # of the last evaluation
     intervals: list[tuple[float, float]]  # (target tokens, seconds) per log interval; the first compiles
-    compute: ComputeMeter
+    compute: ComputeMeter  # every step taken, those of attempts abandoned by restarts too
     seconds: float
     stopped_by: str | None  # the signal that stopped the run early
+    restarts: tuple[Restart, ...] = ()
 
 
 def run_steps(session: Session, state: TrainState, host: HostState, progress: bool, on_eval: OnEval | None):
     """The loop, from ``state`` to ``train.steps``. Metrics stay on the device and are read
     back every ``log_every`` steps; an interruption only checkpoints (evaluating there would
-    log scores that an uninterrupted run does not have)."""
+    log scores that an uninterrupted run does not have). With ``guidance.warmup_restarts`` the
+    learning rate is read back at each guided step of the warm-up, and the warm-up rule's first
+    lowering step starts the run again from step 0 (``train/restart.py``)."""
     cfg, setup, steps = session.cfg, session.setup, session.steps
     g, t = cfg.guidance, cfg.train
     weighted = {k: session.data.tags.tags[k] for k in KINDS if weight_name(k) in setup.guided}
@@ -220,33 +229,61 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
     stream = BatchStream(session.data.encoded["train"], session.shapes, t.seed, start=host.data, tags=weighted)
     pending: list[tuple[int, dict]] = []
     intervals: list[tuple[float, float]] = []
-    guided_count = sum(map(session.is_guided, range(first_step)))
+    restarts = list(host.restarts)
+    spent = spent_steps(restarts)
+    window = cfg.optim.warmup_steps if g.warmup_restarts else 0  # the warm-up rule's steps
+    # the state of step 0, kept to start again from (the steps donate theirs)
+    origin = jax.tree.map(jnp.copy, session.initial) if len(restarts) < g.warmup_restarts else None
+    guided_count = sum(session.is_guided(s, spent) for s in range(first_step))
     position, scores = host.data, host.scores
     interval_start = train_start = time.time()
     bar = tqdm(total=t.steps, initial=first_step, disable=not progress, unit="step", dynamic_ncols=True)
     with contextlib.ExitStack() as stack:
-        stack.callback(log.close)
-        stack.callback(stream.close)
+        stack.callback(lambda: log.close())  # the logbook of the last attempt
+        stack.callback(lambda: stream.close())
         stop = stack.enter_context(stop_requests())
         stopping = False
-        for step in range(first_step, t.steps):
+        step = first_step
+        while step < t.steps:
             epoch = stream.state().epoch
             batch = next(stream)
             position = stream.state()  # consumed, not prefetched: where a resume starts
-            if setup.guided and g.reset_every and step and step % g.reset_every == 0 and not session.has_ended(step):
-                fresh, layout = setup.trainer.reset(state), state_shardings(session.mesh, state)  # as the steps take it
-                new = {k: place(getattr(fresh, k), getattr(layout, k)) for k in ("raw", "meta_state", "tangents")}
-                state = fresh._replace(**new)
-            if session.is_guided(step):
+            resetting = g.reset_every and step and step % g.reset_every == 0 and not session.has_ended(step, spent)
+            if setup.guided and resetting:
+                state = placed(session, setup.trainer.reset(state))
+            guided = session.is_guided(step, spent)
+            if guided:
                 batch, guide = put(batch, rows), put(session.guide_batches(epoch, guided_count, batch), rows)
                 compute.count("guided", steps.guided, state, batch, guide)
                 state, metrics, aux = steps.guided(state, batch, guide)
                 guided_count += 1
             else:
-                batch, kind = put(batch, rows), "held" if session.has_ended(step) else "plain"
+                batch, kind = put(batch, rows), "held" if session.has_ended(step, spent) else "plain"
                 compute.count(kind, getattr(steps, kind), state, batch)
                 state, metrics, aux = getattr(steps, kind)(state, batch)
             pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
+            restart = origin is not None and guided and step < window and turn(session, step, state, metrics)
+            if restart:
+                intervals.append((write_records(jax.device_get(pending), time.time() - interval_start, log, guard, bar),
+                                  time.time() - interval_start))  # fmt: skip
+                restarts.append(restart)
+                spent += restart.spent
+                log.close()
+                if is_primary():
+                    set_attempt_aside(session.run_dir, len(restarts))
+                    print(f"gradtune: step {step + 1}: the warm-up's first lowering step, at "
+                          f"{restart.multiplier:.3g}× (rate {restart.learning_rate:.2e}): starting again from "
+                          f"step 0 at {restart.new_multiplier:.3g}×", file=sys.stderr)  # fmt: skip
+                log = Logbook(session.run_dir) if is_primary() else Logbook.discard()
+                stream.close()
+                stream = BatchStream(session.data.encoded["train"], session.shapes, t.seed, start=START, tags=weighted)
+                state = restarted(session, origin, restart.new_multiplier)
+                origin = origin if len(restarts) < g.warmup_restarts else None
+                guard = NonFiniteGuard(session.run_dir, t.max_nonfinite)
+                pending, guided_count, position, scores, step = [], 0, START, {}, 0
+                bar.reset(total=t.steps)
+                interval_start = time.time()
+                continue
             evaluating = (step + 1) % t.eval_every == 0 or step + 1 == t.steps
             stopping = stop.signal is not None
             if jax.process_count() > 1:  # all processes stop together, at a log step, if any was asked to
@@ -263,15 +300,55 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
                 if progress:
                     bar.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
             if saving:
-                save(session, step + 1, state, HostState(position, scores if evaluating else {}))
+                host = HostState(position, scores if evaluating else {}, tuple(restarts))
+                save(session, step + 1, state, host)
                 interval_start = time.time()
             if evaluating and on_eval is not None:
                 on_eval(step + 1, scores, {**compute.summary(), "train_seconds": time.time() - train_start})
+            step += 1
             if stopping:
                 break
     bar.close()
     stopped_by = (stop.name or "another process") if stopping else None
-    return LoopResult(state, scores, intervals, compute, time.time() - train_start, stopped_by)
+    return LoopResult(state, scores, intervals, compute, time.time() - train_start, stopped_by, tuple(restarts))
+
+
+def turn(session: Session, step: int, state: TrainState, metrics: dict) -> Restart | None:
+    """The restart that guided step ``step`` calls for, if its meta step was the warm-up rule's
+    first lowering (``restart.is_turn``; ``state``: after the step); None if not. Reads three
+    scalars back from the device."""
+    g = session.cfg.guidance
+    after = session.setup.trainer.values(state.raw)["learning_rate"]
+    before, rate, after = map(float, jax.device_get((metrics[value_key("learning_rate")], metrics["learning_rate"],
+                                                     after)))  # fmt: skip
+    if not is_turn(step, before, after, session.cfg.optim.warmup_steps, g.lower_lr_above):
+        return None
+    peak = peak_rate(session.setup.trainer.schedule, session.cfg.train.steps)
+    return Restart(step, before, rate, restart_multiplier(rate, peak))
+
+
+def restarted(session: Session, origin: TrainState, multiplier: float) -> TrainState:
+    """The state of step 0 with the learning-rate multiplier ``multiplier``: the parameters and
+    optimizer state of the run's start, the other guided values at their initial values, meta
+    state and tangents fresh — the state of a run started at ``multiplier``."""
+    state = jax.tree.map(jnp.copy, origin)  # origin stays whole for a later restart
+    return placed(session, session.setup.trainer.reset(state, {"learning_rate": multiplier}))
+
+
+def placed(session: Session, state: TrainState) -> TrainState:
+    """``state`` (just reset by ``GuidedTrainer.reset``) with its guided part laid out as the steps take it."""
+    layout = state_shardings(session.mesh, state)
+    guided = ("raw", "meta_state", "tangents")
+    return state._replace(**{k: place(getattr(state, k), getattr(layout, k)) for k in guided})
+
+
+def set_attempt_aside(run_dir: Path, number: int) -> None:
+    """An abandoned attempt's metrics kept as ``metrics.attempt-N.jsonl``; its TensorBoard events
+    and any checkpoint of it (one saved on an interruption) removed, so that none is resumed."""
+    (run_dir / "metrics.jsonl").replace(run_dir / f"metrics.attempt-{number}.jsonl")
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    for step in complete_steps(run_dir):
+        remove_checkpoint(run_dir, step)
 
 
 class NonFiniteGuard:
@@ -328,6 +405,7 @@ def write_artefacts(session: Session, result: LoopResult, start: float) -> dict:
         dev_pairs=len(data.splits["dev"]),
         tokens_per_second=tokens_per_second(result.intervals),
         compute=result.compute.summary(),
+        restarts=[r.to_json() for r in result.restarts],
         mesh=describe(session.mesh, result.state.params),
         train_seconds=result.seconds,
         total_seconds=time.time() - start,

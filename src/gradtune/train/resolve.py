@@ -418,6 +418,15 @@ def _resolve_guidance(cfg: Config) -> None:
              f"be one of {', '.join(LOWER_LR_MASKS)}")  # fmt: skip
     _require(g.lower_lr_mask == "hypergradient" or g.lower_lr_in_warmup, "guidance.lower_lr_mask", g.lower_lr_mask,
              "be 'hypergradient' unless guidance.lower_lr_in_warmup = true (it says how that rule acts)")  # fmt: skip
+    _require(g.warmup_restarts >= 0, "guidance.warmup_restarts", g.warmup_restarts, "be ≥ 0")
+    _require(g.warmup_restarts == 0 or (g.lower_lr_in_warmup and "learning_rate" in names and g.enabled),
+             "guidance.warmup_restarts", g.warmup_restarts, "be 0 unless the learning rate is guided with "
+             "guidance.lower_lr_in_warmup = true (a restart follows that rule's first lowering step)")  # fmt: skip
+    first_save = min(cfg.train.eval_every, cfg.train.checkpoint_every)
+    _require(g.warmup_restarts == 0 or cfg.optim.warmup_steps <= first_save, "guidance.warmup_restarts",
+             g.warmup_restarts, f"be 0 unless optim.warmup_steps = {cfg.optim.warmup_steps} ≤ train.eval_every "
+             f"and train.checkpoint_every (now {first_save}): a restart comes before any evaluation or "
+             "checkpoint")  # fmt: skip
     _require(g.lower_lr_mask != "fresh" or g.guide_every == 1, "guidance.lower_lr_mask", g.lower_lr_mask,
              "not be 'fresh' unless guidance.guide_every = 1 (it restarts at the warm-up's end)")  # fmt: skip
     if g.horizon == "forward" and (vectors := [n for n in names if GUIDABLE[n].side == "data"]):
