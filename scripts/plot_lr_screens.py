@@ -8,10 +8,11 @@ beside them).
 GRID is a committed sweep folder holding the grid (its ``sweep.json``); each SCREEN names a
 sweep whose guided trials' run folders are under ``--runs`` (their ``metrics.jsonl``: the
 learned multiplier at every step). Writes OUT.json (every trajectory, each 5th step, with its
-dev loss and compute) and OUT.png. A screen stopped before its report (no ``sweep.json``) is
-drawn from its ``partial.json`` (``scripts/partial_screen.py``) under ``--results``, its
-finished trials only; one whose run folders are gone (runs/ is not committed) is taken from
-the OUT.json written before, when it holds that screen.
+dev loss and compute; dotted in the plot, the attempts a restart abandoned) and OUT.png. A
+screen stopped before its report (no ``sweep.json``) is drawn from its ``partial.json``
+(``scripts/partial_screen.py``) under ``--results``, its finished trials only; one whose run
+folders are gone (runs/ is not committed) is taken from the OUT.json written before, when it
+holds that screen.
 """
 
 from __future__ import annotations
@@ -32,10 +33,16 @@ def multiplier(trial: dict) -> float:
     return float(next(item.split("=", 1)[1] for item in reversed(trial["overrides"]) if item.startswith(KEY + "=")))
 
 
-def trajectory(run_dir: Path) -> list[tuple[int, float]]:
+def trajectory(run_dir: Path, records: list[dict] | None = None) -> list[tuple[int, float]]:
     key = value_key("learning_rate")
-    points = [(r["step"], r[key]) for r in read_metrics(run_dir) if key in r]
+    points = [(r["step"], r[key]) for r in (read_metrics(run_dir) if records is None else records) if key in r]
     return [p for p in points if p[0] % EVERY == 1 or p[0] == points[-1][0]]
+
+
+def abandoned(run_dir: Path) -> list[list[tuple[int, float]]]:
+    """The trajectories of the attempts a run abandoned (``guidance.warmup_restarts``), in order."""
+    files = sorted(run_dir.glob("metrics.attempt-*.jsonl"), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
+    return [trajectory(run_dir, [json.loads(line) for line in f.read_text().splitlines() if line]) for f in files]
 
 
 def main() -> None:
@@ -82,6 +89,7 @@ def main() -> None:
                 "train_tflop": t["compute"]["train_flops"] / 1e12,
                 "overrides": t["overrides"],
                 "trajectory": trajectory(args.runs / name / "trials" / Path(t["run_dir"]).name),
+                "abandoned": abandoned(args.runs / name / "trials" / Path(t["run_dir"]).name),
             }
             for t in sweep["trials"]["guided"]
             if t.get("state") == "complete"
@@ -108,6 +116,8 @@ def main() -> None:
             label = f"from {t['start']:g}×: {t['dev_loss']:.3f} ({t['versus_best_constant']:+.1%})"
             color = colors.setdefault(t["start"], f"C{len(colors)}")
             ax.plot(steps, values, label=label, color=color)
+            for attempt in t.get("abandoned", ()):  # dotted: the steps a restart gave up
+                ax.plot(*zip(*attempt, strict=True), color=color, ls=":", lw=1.5)
         ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step")
