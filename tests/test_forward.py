@@ -125,6 +125,41 @@ def test_with_forward_min_age_no_meta_step_is_taken_on_a_young_tangent():
             dataclasses.replace(free, forward_decay=None, forward_min_age=3)
 
 
+def test_forward_bound_step_lowers_the_rate_where_its_tangent_passes_the_bound():
+    """A bound that restarts the tangent at every step, with ``forward_min_age = 3``: the young
+    rule withholds every meta step, and ``forward_bound_step = 0.1`` alone moves the raw learning
+    rate, by exactly −0.1 a step, the meta state untouched. With no bound passed (bound 1e12) the
+    steps are bit for bit those of the trainer without it."""
+    with jax.enable_x64(True):
+        free, start = transformer_trainer(specs=SPECS[:1], meta_lr=1e-2, forward_decay=0.99, toy=True)
+        rng = np.random.default_rng(4)
+        batches = [(random_batch(rng, 3, 12, VOCAB), random_batch(rng, 2, 12, VOCAB), jax.random.key(i))
+                   for i in range(3)]  # fmt: skip
+        young = dataclasses.replace(free, forward_min_age=3, forward_bound=1e-12, forward_bound_step=0.1)
+        state = young.init(start.params, jnp.float64)
+        step = jax.jit(young.guided_step)
+        for batch, guide, key in batches:
+            new, metrics, _ = step(state, batch, guide, key)
+            assert int(metrics["bound_step"]) == 1 and int(metrics["meta_step_withheld"]) == 1
+            np.testing.assert_allclose(new.raw["learning_rate"], state.raw["learning_rate"] - 0.1, rtol=0, atol=1e-15)
+            for a, b in zip(jax.tree.leaves(new.meta_state), jax.tree.leaves(state.meta_state), strict=True):
+                np.testing.assert_array_equal(a, b)
+            state = new
+        unbounded = dataclasses.replace(free, forward_bound=1e12)
+        runs = [unbounded, dataclasses.replace(unbounded, forward_bound_step=0.1)]
+        states = [t.init(start.params, jnp.float64) for t in runs]
+        for batch, guide, key in batches:
+            outs = [jax.jit(t.guided_step)(s, batch, guide, key) for t, s in zip(runs, states, strict=True)]
+            assert int(outs[1][1]["bound_step"]) == 0
+            for a, b in zip(jax.tree.leaves(outs[0][0]), jax.tree.leaves(outs[1][0]), strict=True):
+                np.testing.assert_array_equal(a, b)
+            states = [o[0] for o in outs]
+        with pytest.raises(ValueError, match="forward_bound_step"):
+            dataclasses.replace(free, forward_bound_step=0.1)  # no bound
+        with pytest.raises(ValueError, match="forward_bound_step"):
+            dataclasses.replace(free, forward_bound=1.0, forward_bound_step=-0.1)
+
+
 def test_with_forward_min_age_from_the_age_rule_starts_at_that_step():
     """``forward_min_age = 3``, ``forward_min_age_from = 1``: the first guided step (step 0) takes
     its meta step on a tangent of age 1, exactly as a trainer without the rule does (values and

@@ -237,6 +237,11 @@ def forward_step(trainer: GuidedTrainer, state: TrainState, batch: Any, guide_ba
         raw, meta_state = jax.tree.map(lambda new, old: jnp.where(young, old, new), (raw, meta_state),
                                        (state.raw, state.meta_state))  # fmt: skip
         metrics = {**metrics, "meta_step_withheld": young.astype(jnp.int32)}
+    if trainer.forward_bound_step:  # the learning rate's tangent past the bound: the edge of stability, lower
+        past = ~(metrics["tangent_ratio/learning_rate"] <= trainer.forward_bound)  # inf where not finite
+        lowering = jnp.where(past, trainer.forward_bound_step, 0.0).astype(raw["learning_rate"].dtype)
+        raw = {**raw, "learning_rate": raw["learning_rate"] - lowering}
+        metrics = {**metrics, "bound_step": past.astype(jnp.int32)}
     if trainer.hold_mean_from:  # the values taken at this guided step count toward the held mean
         counted = state.step >= trainer.hold_mean_from
         new_tangents = new_tangents._replace(

@@ -133,6 +133,14 @@ class GuidedTrainer:
       hold_mean_from: forward mode only: the steps after guidance (``held_step``) hold each raw
         value at its mean over the guided steps from this step on, not at its last: the last is
         one noisy point of a trajectory that may still swing by 2–3× within 50 steps. 0: the last.
+      forward_bound_step: forward mode only: at a guided step where the learning rate's tangent
+        passes ``forward_bound`` (or stops being finite) its raw value is lowered by this much
+        (in the raw value's units: log-multiplier for the ``exp`` activation), on top of that step's
+        meta step, young tangent or not; the meta optimizer's state is untouched. A tangent
+        that outgrows the parameters says the update has a direction past the edge of
+        stability, so the rate is too large for the steps to come — the very signal a restart
+        throws away, and with ``forward_min_age`` restarts faster than that age would hold the
+        value there for good. 0: no such step.
       forward_max_age: forward mode only: a tangent carried through this many steps restarts
         from 0 (as one past the bound does), so that with ``forward_min_age`` every meta step's
         hypergradient has a horizon between the two, whatever the step size; 0: no limit.
@@ -177,6 +185,7 @@ class GuidedTrainer:
     forward_min_age: int = 0
     forward_min_age_from: int = 0
     forward_max_age: int = 0
+    forward_bound_step: float = 0.0
     hold_mean_from: int = 0
     lower_lr_only_until: int = 0
     lower_lr_scale: float = 1.0
@@ -203,6 +212,11 @@ class GuidedTrainer:
                              "with forward_min_age")  # fmt: skip
         if self.forward_max_age < 0 or (self.forward_max_age and self.forward_decay is None):
             raise ValueError(f"forward_max_age is {self.forward_max_age}; it must be ≥ 0, > 0 in forward mode only")
+        if self.forward_bound_step < 0 or (self.forward_bound_step and (
+                self.forward_decay is None or self.forward_bound is None
+                or "learning_rate" not in {s.name for s in self.specs})):  # fmt: skip
+            raise ValueError(f"forward_bound_step is {self.forward_bound_step}; it must be ≥ 0, > 0 in forward mode "
+                             "only, with a forward_bound and a guided learning rate")  # fmt: skip
         if self.hold_mean_from < 0 or (self.hold_mean_from and self.forward_decay is None):
             raise ValueError(f"hold_mean_from is {self.hold_mean_from}; it must be ≥ 0, > 0 in forward mode only")
         if self.forward_max_age and self.forward_max_age <= self.forward_min_age:

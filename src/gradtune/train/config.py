@@ -108,6 +108,9 @@ class GuidanceConfig:
     forward_min_age_from: int = 0
     # horizon = forward: a tangent carried through this many steps restarts from 0 (0: no limit)
     forward_max_age: int = 0
+    # horizon = forward: at a guided step where the learning rate's tangent passes forward_bound (the
+    # edge of stability), lower its raw value (log-multiplier) by this, young tangent or not (0: never)
+    forward_bound_step: float = 0.0
     # horizon = forward, with until_step: after guidance, hold the values at their mean over the
     # guided steps from this step on, not at their last (0: the last)
     hold_mean_from: int = 0

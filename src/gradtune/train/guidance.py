@@ -97,6 +97,7 @@ def build_trainer(cfg: Config, train_loss, guide_loss, weight_counts: Mapping[st
         forward_min_age=g.forward_min_age if g.horizon == "forward" and g.enabled and names else 0,
         forward_min_age_from=g.forward_min_age_from if g.horizon == "forward" and g.enabled and names else 0,
         forward_max_age=g.forward_max_age if g.horizon == "forward" and g.enabled and names else 0,
+        forward_bound_step=g.forward_bound_step if g.horizon == "forward" and g.enabled and names else 0.0,
         hold_mean_from=g.hold_mean_from if g.horizon == "forward" and g.enabled and names else 0,
         lower_lr_only_until=optim.warmup_steps if g.lower_lr_in_warmup else 0,
         lower_lr_scale=g.lower_lr_scale,

@@ -400,6 +400,10 @@ def _resolve_guidance(cfg: Config) -> None:
     _require(g.forward_max_age == 0 or g.forward_max_age > g.forward_min_age, "guidance.forward_max_age",
              g.forward_max_age, f"be 0 or > guidance.forward_min_age = {g.forward_min_age} "
              "(else no meta step is taken)")  # fmt: skip
+    _require(g.forward_bound_step >= 0, "guidance.forward_bound_step", g.forward_bound_step, "be ≥ 0")
+    _require(g.forward_bound_step == 0 or (g.horizon == "forward" and "learning_rate" in names),
+             "guidance.forward_bound_step", g.forward_bound_step,
+             "be 0 unless horizon = forward guides the learning rate (it lowers the rate at the bound)")  # fmt: skip
     _require(g.hold_mean_from >= 0, "guidance.hold_mean_from", g.hold_mean_from, "be ≥ 0")
     _require(g.hold_mean_from == 0 or g.horizon == "forward", "guidance.hold_mean_from", g.hold_mean_from,
              "be 0 with horizon one-step (the mean is carried with forward mode's tangents)")  # fmt: skip
