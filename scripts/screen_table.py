@@ -7,6 +7,7 @@ best — the table behind the short-horizon section of the README and issue 16's
 A screen is a folder ``results/sweeps/PAIR-*`` holding a finished report (``sweep.json``) or the
 trials of a stopped one (``partial.json``, see ``scripts/partial_screen.py``); the grid best is
 ``results/sweeps/PAIR/sweep.json``'s. A start not run (or stopped before its end) shows as ``—``.
+A ``partial.json`` records no seed or compute: its seed is read from the name (``-seed1``), its TFLOP shows as ``—``.
 """
 
 from __future__ import annotations
@@ -61,10 +62,9 @@ def screen(folder: Path) -> dict | None:
 
 def rows(results: Path) -> list[dict]:
     out = []
-    for pair_dir in sorted(p for p in results.iterdir() if (p / "sweep.json").exists() and "-" in p.name):
+    pairs = (p for p in results.iterdir() if re.fullmatch(r"[a-z]{2}-[a-z]{2}", p.name) and (p / "sweep.json").exists())
+    for pair_dir in sorted(pairs):
         pair = pair_dir.name
-        if not re.fullmatch(r"[a-z]{2}-[a-z]{2}", pair):
-            continue
         best = grid_best(pair_dir / "sweep.json")
         for folder in sorted(results.glob(f"{pair}-*")):
             if not folder.is_dir() or not (found := screen(folder)):
