@@ -155,7 +155,7 @@ def bench_preset(preset: str, args, train_batches, guide_full, guide_quarter, ta
     }
     states = {}
     for key, (_, guided) in GUIDED.items():
-        cfg = load_config(None, [*base, f"guidance.guided={guided}"])
+        cfg = load_config(None, [*base, f"guidance.guided={guided}", "guidance.horizon=one-step"])
         _, _, setup, states[key] = build_state(cfg, cfg.data.vocab_size)
         plain_k, guided_k = harness.loop_steps(setup)
         jobs[key] = (guided_k, (states[key], batch, guide_full))

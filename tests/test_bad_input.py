@@ -26,20 +26,22 @@ BAD_SETTINGS = [
     ("meta_options=b7=1", "guidance.meta_options = 'b7=1': adam does not take them"),
     ("meta_turn_decay=0", "guidance.meta_turn_decay is 0.0"),
     ("forward_restart=clip", "guidance.forward_restart is 'clip'"),
+    ("horizon=backward", "guidance.horizon is 'backward'"),
+    ("clip=-1", "guidance.clip is -1.0; it must be ≥ 0 (0: none)"),
     ("guide_average=1", "guidance.guide_average is 1.0; it must be in [0, 1)"),
-    ("guide_average=0.9", "guidance.guide_average is 0.9; it must be 0 with horizon one-step"),
+    ("horizon=one-step guide_average=0.9", "guidance.guide_average is 0.9; it must be 0 with horizon one-step"),
     ("forward_min_age=-1", "guidance.forward_min_age is -1; it must be ≥ 0"),
-    ("forward_min_age=20", "guidance.forward_min_age is 20; it must be 0 with horizon one-step"),
+    ("horizon=one-step forward_min_age=20", "guidance.forward_min_age is 20; it must be 0 with horizon one-step"),
     ("forward_max_age=-1", "guidance.forward_max_age is -1; it must be ≥ 0"),
-    ("forward_max_age=40", "guidance.forward_max_age is 40; it must be 0 with horizon one-step"),
+    ("horizon=one-step forward_max_age=40", "guidance.forward_max_age is 40; it must be 0 with horizon one-step"),
     (
         "horizon=forward forward_min_age=20 forward_max_age=20",
         "guidance.forward_max_age is 20; it must be 0 or > guidance.forward_min_age = 20",
     ),
     ("forward_bound_step=-1", "guidance.forward_bound_step is -1.0; it must be ≥ 0"),
-    ("forward_bound_step=0.1", "guidance.forward_bound_step is 0.1; it must be 0 unless horizon = forward"),
+    ("horizon=one-step forward_bound_step=0.1", "guidance.forward_bound_step is 0.1; it must be 0 unless horizon = forward"),
     ("hold_mean_from=-1", "guidance.hold_mean_from is -1; it must be ≥ 0"),
-    ("hold_mean_from=100", "guidance.hold_mean_from is 100; it must be 0 with horizon one-step"),
+    ("horizon=one-step hold_mean_from=100", "guidance.hold_mean_from is 100; it must be 0 with horizon one-step"),
     (
         "horizon=forward until_step=5 hold_mean_from=5",
         "guidance.hold_mean_from is 5; it must be 0 or below guidance.until_step = 5",
@@ -121,7 +123,9 @@ def test_resolve_is_pure_and_idempotent():
     cfg = Config()
     resolved = resolve(cfg)
     assert cfg.optim.b1 is None and cfg.guidance.guide_batch == "auto"  # the input is untouched
+    assert cfg.guidance.horizon == "auto" and cfg.guidance.until_step is None
     assert resolved.optim.b1 == 0.9 and resolved.guidance.guide_batch == "fixed"
+    assert resolved.guidance.horizon == "forward" and resolved.guidance.until_step == 240
     assert resolve(resolved) == resolved
     assert resolve(load_config(None, ["guided=all"])).guidance.guided == "learning_rate,b1,b2,eps,weight_decay"
 

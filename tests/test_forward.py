@@ -491,7 +491,7 @@ def test_lower_lr_scale_needs_the_warm_up_rule():
     from gradtune.train.config import load_config
 
     with pytest.raises(ConfigError, match=r"guidance\.lower_lr_scale.*lower_lr_in_warmup"):
-        load_config(None, ["guidance.lower_lr_scale=3"])
+        load_config(None, ["guidance.lower_lr_in_warmup=false", "guidance.lower_lr_scale=3"])
     with pytest.raises(ConfigError, match=r"guidance\.lower_lr_scale.*> 0"):
         load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_scale=-1"])
     cfg = load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_scale=3"])
@@ -585,7 +585,7 @@ def test_lower_lr_above_is_checked_when_the_config_is_resolved():
     from gradtune.train.config import load_config
 
     with pytest.raises(ConfigError, match=r"guidance\.lower_lr_above.*lower_lr_in_warmup"):
-        load_config(None, ["guidance.lower_lr_above=1"])
+        load_config(None, ["guidance.lower_lr_in_warmup=false", "guidance.lower_lr_above=1"])
     with pytest.raises(ConfigError, match=r"guidance\.lower_lr_above.*≥ 0"):
         load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_above=-1"])
     cfg = load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_above=1"])
@@ -597,7 +597,7 @@ def test_lower_lr_mask_is_checked_when_the_config_is_resolved():
     from gradtune.train.config import load_config
 
     with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*lower_lr_in_warmup"):
-        load_config(None, ["guidance.lower_lr_mask=step"])
+        load_config(None, ["guidance.lower_lr_in_warmup=false", "guidance.lower_lr_mask=step"])
     with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*one of hypergradient, fresh, step"):
         load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.lower_lr_mask=both"])
     with pytest.raises(ConfigError, match=r"guidance\.lower_lr_mask.*guide_every = 1"):

@@ -93,8 +93,11 @@ class GuidanceConfig:
     # Per-value activation and meta step: "name:kind[,floor=F][,ceiling=C][,steepness=S][,meta_lr=M]; ..."
     specs: str = ""
     # the hypergradient: one-step (the greedy look-ahead of the paper) or forward (tangents of the
-    # parameters and optimizer state carried along the whole run, decayed by forward_decay; scalars only)
-    horizon: str = "one-step"
+    # parameters and optimizer state carried along the whole run, decayed by forward_decay; scalars only);
+    # auto: forward when the learning rate alone is guided, with the measured recipe below for each
+    # key left unset (None), else one-step (train/resolve.py, RECIPE).
+    # An explicit one-step or forward sets the mechanism alone: each unset key takes its neutral value.
+    horizon: str = "auto"
     forward_decay: float = 0.99  # horizon = forward: the tangents' decay per step (1: exact over the run)
     # horizon = forward: a tangent longer than this times the parameters (‖dθ/dr‖ / ‖θ‖) restarts from 0
     forward_bound: float = 1.0
@@ -103,34 +106,36 @@ class GuidanceConfig:
     # horizon = forward: β > 0 guides by the loss at the parameters' running average (βA + (1 − β)θ)
     guide_average: float = 0.0
     # horizon = forward: no meta step while a tangent is younger than this many steps (0: none)
-    forward_min_age: int = 0
+    forward_min_age: int | None = None  # recipe 20; neutral 0
     # horizon = forward, with forward_min_age: that rule holds from this step on (0: from the start)
     forward_min_age_from: int = 0
     # horizon = forward: a tangent carried through this many steps restarts from 0 (0: no limit)
     forward_max_age: int = 0
     # horizon = forward: at a guided step where the learning rate's tangent passes forward_bound (the
     # edge of stability), lower its raw value (log-multiplier) by this, young tangent or not (0: never)
-    forward_bound_step: float = 0.0
+    forward_bound_step: float | None = None  # recipe 0.1; neutral 0
     # horizon = forward, with until_step: after guidance, hold the values at their mean over the
     # guided steps from this step on, not at their last (0: the last)
-    hold_mean_from: int = 0
+    hold_mean_from: int | None = None  # recipe optim.warmup_steps; neutral 0
     meta_optimizer: str = "adam"  # any optax optimizer taking a learning rate (adam, sgd, rmsprop, …)
-    meta_learning_rate: float = 3e-3
+    meta_learning_rate: float | None = None  # recipe 3e-2; neutral 3e-3 (the paper's)
     meta_schedule: str = "constant"  # factors as in optim.schedule, e.g. "constant * linear_decay"
     # keyword arguments of the meta optimizer, e.g. "b1=0.99" (adam) or "max_step_size=0.1" (rprop)
     meta_options: str = ""
     meta_turn_decay: float = 1.0  # each value's meta step × this at every turn of its sign (1: never)
-    clip: float | None = None  # clip each cleaned hypergradient to [-clip, clip]
+    # clip each cleaned hypergradient to [-clip, clip] (0: none); recipe 0.2, neutral none
+    clip: float | None = None
     # example weights' lazy Adam: 'step' (rows present share one scale) or 'row' (plain Adam per row)
     lazy_scale: str = "step"
     lazy_b1: float = 0.9  # example weights' lazy Adam: first-moment decay per row (0: each visit counts once)
     warmup_steps: int = 0  # plain steps before guidance starts
     # in the base schedule's warm-up (optim.warmup_steps) a meta step may only lower the learning rate
-    lower_lr_in_warmup: bool = False
-    lower_lr_scale: float = 1.0  # with lower_lr_in_warmup: those lowering meta steps are this times larger
+    lower_lr_in_warmup: bool | None = None  # recipe true; neutral false
+    # with lower_lr_in_warmup: those lowering meta steps are this times larger; recipe 3, neutral 1
+    lower_lr_scale: float | None = None
     # with lower_lr_in_warmup: the rule (and its lower_lr_scale) holds only while the multiplier is at
     # least this; below it a meta step is the free one, and may raise it up to about this (0: everywhere)
-    lower_lr_above: float = 0.0
+    lower_lr_above: float | None = None  # recipe 1; neutral 0
     # with lower_lr_in_warmup: 'hypergradient' (raising hypergradients count as 0) or 'step'
     # (the meta optimizer sees them all; only its raising steps are withheld) or 'fresh'
     # ('hypergradient', and the meta optimizer's state starts anew when the warm-up ends)
@@ -138,8 +143,10 @@ class GuidanceConfig:
     # with lower_lr_in_warmup: at most this many times, the warm-up's first meta step that lowers the
     # learning rate where that rule holds starts the run again from step 0, at the multiplier whose
     # peak rate is the rate of that step (the damage of a start far too high undone; 0: never)
-    warmup_restarts: int = 0
-    until_step: int = 0  # guidance ends here: values held after, at a plain step's cost (no tangents); 0: never
+    warmup_restarts: int | None = None  # recipe 1 (0 if a save comes first); neutral 0
+    # guidance ends here: values held after, at a plain step's cost (no tangents); 0: never;
+    # recipe 0.4 × train.steps; neutral 0
+    until_step: int | None = None
     guide_every: int = 1  # a guided step every k steps; plain steps in between
     reset_every: int = 0  # reset guided values (and meta state) every R steps; 0 = never
     # fixed | cycle (new each guided step) | epoch (new each epoch) | train;

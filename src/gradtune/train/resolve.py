@@ -43,9 +43,41 @@ DTYPES = ("float32", "bfloat16")  # model.dtype: of activations and matmuls (par
 BUCKETING = ("length", "group")  # data.bucket_by
 BEST_METRICS = ("dev_loss", "dev_accuracy", "dev_bleu", "dev_chrf")  # train.best_metric
 LAZY_SCALES = ("step", "row")  # guidance.lazy_scale
-HORIZONS = ("one-step", "forward")  # guidance.horizon
+HORIZONS = ("auto", "one-step", "forward")  # guidance.horizon
 UNIT_INTERVAL = ("b1", "b2", "momentum", "decay", "decay_rate")  # optimizer values in [0, 1)
 SPEC_FIELDS = ("kind", "floor", "ceiling", "steepness", "meta_lr")
+
+# guidance.horizon = auto with the learning rate alone guided: forward mode with the
+# setting that brought guided runs from 0.1×, 1× and 10× to within 2% of the best constant on
+# three pairs and two seeds (README, "Past the short-horizon bias"). Each applies to a key left
+# unset (None); a key the user set stays. Three more are derived from the run: guidance.until_step
+# (UNTIL_FRACTION × train.steps), guidance.hold_mean_from (optim.warmup_steps: the mean of the
+# guided values after the base warm-up) and guidance.warmup_restarts (1, or 0 where an evaluation
+# or checkpoint comes before the warm-up ends, which a restart may not cross).
+RECIPE = {
+    "meta_learning_rate": 3e-2,
+    "clip": 0.2,
+    "forward_min_age": 20,
+    "forward_bound_step": 0.1,
+    "lower_lr_in_warmup": True,
+    "lower_lr_scale": 3.0,
+    "lower_lr_above": 1.0,
+}
+UNTIL_FRACTION = 0.4
+# Every other horizon (one-step, an explicit forward): an unset key takes its neutral value, the
+# mechanism alone (meta_learning_rate 3e-3 is the paper's).
+NEUTRAL = {
+    "meta_learning_rate": 3e-3,
+    "clip": 0.0,
+    "forward_min_age": 0,
+    "forward_bound_step": 0.0,
+    "lower_lr_in_warmup": False,
+    "lower_lr_scale": 1.0,
+    "lower_lr_above": 0.0,
+    "warmup_restarts": 0,
+    "until_step": 0,
+    "hold_mean_from": 0,
+}
 
 
 def resolve(cfg: Config) -> Config:
@@ -361,6 +393,8 @@ def _resolve_guidance(cfg: Config) -> None:
         g.guided = ""  # nothing is guided
     names = expand_guided(g.guided, cfg.optim.optimizer)
     g.guided = ",".join(names)
+    _choice("guidance.horizon", g.horizon, HORIZONS)
+    _fill_horizon(cfg, names)
     _require(g.lr_multiplier > 0, "guidance.lr_multiplier", g.lr_multiplier, "be > 0")
     overrides = parse_spec_overrides(g.specs)
     if unknown := sorted(set(overrides) - set(names)):
@@ -375,13 +409,12 @@ def _resolve_guidance(cfg: Config) -> None:
              "guidance.meta_schedule", g.meta_schedule, f"be 'constant' with meta_optimizer {g.meta_optimizer}, "
              "which adapts its own step sizes from meta_learning_rate")  # fmt: skip
     _schedule("guidance.meta_schedule", g.meta_schedule, g.meta_learning_rate, 0, g.until_step or cfg.train.steps)
-    _require(g.clip is None or g.clip > 0, "guidance.clip", g.clip, "be unset (none) or > 0")
+    _require(g.clip is None or g.clip > 0, "guidance.clip", g.clip, "be ≥ 0 (0: none)")
     _choice("guidance.lazy_scale", g.lazy_scale, LAZY_SCALES)
     _require(0 <= g.lazy_b1 < 1, "guidance.lazy_b1", g.lazy_b1, "be in [0, 1)")
     _at_least(g, "guidance", 0, "warmup_steps", "reset_every")
     _at_least(g, "guidance", 1, "guide_every")
     _choice("guidance.guide_batch", g.guide_batch, ("auto", *POLICIES))
-    _choice("guidance.horizon", g.horizon, HORIZONS)
     _require(0 <= g.forward_decay <= 1, "guidance.forward_decay", g.forward_decay, "be in [0, 1]")
     _require(g.forward_bound > 0, "guidance.forward_bound", g.forward_bound, "be > 0")
     _choice("guidance.forward_restart", g.forward_restart, FORWARD_RESTARTS)
@@ -440,6 +473,37 @@ def _resolve_guidance(cfg: Config) -> None:
         )
     if g.guide_batch == "auto":  # one fixed batch would be overfitted by data weights
         g.guide_batch = "cycle" if set(names) & set(names_of("data")) else "fixed"
+
+
+def _fill_horizon(cfg: Config, names: list[str]) -> None:
+    """``guidance.horizon = auto`` as ``forward`` (the learning rate alone guided) or ``one-step``, and every unset (None) key of the recipe with its value: ``RECIPE``'s where auto
+    chose forward, else ``NEUTRAL``'s. A recipe key that depends on another (the warm-up rule's
+    scale, bound and restart; the mean held after guidance) follows what that one became, so that
+    setting one key never makes the recipe's others invalid. ``clip = 0`` is written out as None."""
+    g = cfg.guidance
+    recipe = False
+    if g.horizon == "auto":  # the recipe was measured on the learning rate alone
+        g.horizon = "forward" if g.enabled and list(names) == ["learning_rate"] else "one-step"
+        recipe = g.horizon == "forward"
+
+    def fill(key: str, value: Any) -> None:
+        if getattr(g, key) is None:
+            setattr(g, key, value if recipe else NEUTRAL[key])
+
+    for key, value in RECIPE.items():
+        if key not in ("lower_lr_scale", "lower_lr_above"):
+            fill(key, value)
+    until = round(UNTIL_FRACTION * cfg.train.steps)
+    fill("until_step", until if until > g.warmup_steps else 0)
+    warmup = cfg.optim.warmup_steps
+    fill("hold_mean_from", warmup if 0 < warmup < g.until_step else 0)
+    rule = bool(g.lower_lr_in_warmup)  # the warm-up rule's keys only where it holds
+    fill("lower_lr_scale", RECIPE["lower_lr_scale"] if rule else NEUTRAL["lower_lr_scale"])
+    fill("lower_lr_above", RECIPE["lower_lr_above"] if rule else NEUTRAL["lower_lr_above"])
+    first_save = min(cfg.train.eval_every, cfg.train.checkpoint_every)
+    fill("warmup_restarts", 1 if rule and warmup <= first_save else 0)
+    if g.clip == 0:
+        g.clip = None
 
 
 def _check_train(cfg: Config) -> None:
