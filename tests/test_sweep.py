@@ -104,9 +104,10 @@ def test_a_quick_sweep_reports_every_method_on_one_compute_axis(tmp_path, corpus
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_keeps_its_finished_trials_and_redoes_the_unfinished_one(tmp_path, corpus):
+def test_a_killed_sweep_keeps_its_finished_trials_and_continues_the_unfinished_one(tmp_path, corpus):
     path, out = _sweep_file(tmp_path, corpus, "k", grid=(0.5, 1.0, 2.0), steps=40), tmp_path / "out"
-    command = [sys.executable, "-m", "gradtune", "sweep", str(path), "--out", str(out)]
+    command = [sys.executable, "-m", "gradtune", "sweep", str(path), "--out", str(out),
+               "--set", "train.checkpoint_every=10", "--set", "train.keep_checkpoints=10"]  # fmt: skip
     sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "trials" / "grid-lr_multiplier=0.5" / "summary.json"
     second = out / "trials" / "grid-lr_multiplier=1" / "metrics.jsonl"
@@ -114,14 +115,19 @@ def test_a_killed_sweep_keeps_its_finished_trials_and_redoes_the_unfinished_one(
     while not (first.exists() and second.exists()) and time.time() < deadline:
         time.sleep(0.2)
     assert first.exists() and second.exists(), "the sweep did not reach its second trial"
+    saved = out / "trials" / "grid-lr_multiplier=1" / "checkpoints" / "step_00000010.json"
+    while not saved.exists() and time.time() < deadline:  # its first checkpoint
+        time.sleep(0.05)
     os.kill(sweep.pid, signal.SIGKILL)  # mid-trial: the second one is training
     sweep.wait()
-    finished_at = first.stat().st_mtime
+    finished_at, saved_at = first.stat().st_mtime, saved.stat().st_mtime
     assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+    assert saved.stat().st_mtime == saved_at  # the killed trial went on from its checkpoint, not from step 0
+    assert json.loads((saved.parents[1] / "summary.json").read_text())["steps"] == 40
     states = [(t.user_attrs["label"], t.state.name) for t in _trials(out, "k", "grid")]
     assert sorted(states) == [
         ("lr_multiplier=0.5", "COMPLETE"),
-        ("lr_multiplier=1", "COMPLETE"),  # redone ...
+        ("lr_multiplier=1", "COMPLETE"),  # continued ...
         ("lr_multiplier=1", "FAIL"),  # ... after the killed attempt was found stale
         ("lr_multiplier=2", "COMPLETE"),
     ]

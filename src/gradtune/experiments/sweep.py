@@ -18,7 +18,8 @@ Optuna study per method in one storage (SQLite ``OUT/sweep.db`` by default; any 
 storage URL for several machines): trials of the fixed methods are queued once and taken
 atomically by whichever worker is free; a killed worker's trial is found by its stale
 heartbeat, failed, and queued again, so a restarted sweep keeps its finished trials and
-redoes the unfinished one. Each trial records its steps, training seconds and XLA's flop
+continues the unfinished one from its newest complete checkpoint (exact, as ``train --resume``;
+from the start when it has none, or when its run folder ran another config). Each trial records its steps, training seconds and XLA's flop
 count of its compiled steps times the steps it ran (``train/compute.py``): the axis on
 which methods are compared, whatever the machine's load.
 """
@@ -379,6 +380,20 @@ def _queue(study, points: list[Point], base: tuple[str, ...]) -> None:
             study.enqueue_trial({"point": i}, user_attrs=attrs)
 
 
+def _resumable(run_dir: Path, cfg) -> bool:
+    """Whether ``run_dir`` holds a run of ``cfg`` (resolved) with a complete checkpoint to go on from."""
+    from gradtune.errors import GradtuneError
+    from gradtune.train.checkpoint import complete_steps
+    from gradtune.train.config import load_config
+
+    if not (run_dir / "config.json").is_file() or not complete_steps(run_dir):
+        return False
+    try:
+        return load_config(run_dir / "config.json") == cfg
+    except GradtuneError:  # a config this version of gradtune cannot read: start anew
+        return False
+
+
 def finished_trials(study) -> list[dict]:
     """The study's finished trials as records, in the order they finished."""
     from optuna.trial import TrialState
@@ -533,7 +548,8 @@ class Runner:
             overrides, label = tuple(trial.user_attrs["overrides"]), trial.user_attrs["label"]
             run_dir = self.out / "trials" / f"{method}-{_slug(label)}"
         cfg = load_config(self.sweep.config, [*self.sweep.base_set, *overrides])
-        if run_dir.exists():  # left by a worker that died in this trial: it is redone from the start
+        resume = _resumable(run_dir, cfg)  # left by a worker that died in this trial
+        if run_dir.exists() and not resume:  # nothing to go on from: the trial is redone from the start
             shutil.rmtree(run_dir)
         pruning = method == "optuna" and self.sweep.optuna.pruner != "none"
 
@@ -548,7 +564,7 @@ class Runner:
 
         began = time.time()
         try:
-            summary = train(cfg, run_dir, progress=False, on_eval=on_eval)
+            summary = train(cfg, run_dir, progress=False, resume=resume, on_eval=on_eval)
         except optuna.TrialPruned:
             self._said(method, label, "pruned", time.time() - began)
             raise
