@@ -39,7 +39,10 @@ BAD_SETTINGS = [
         "guidance.forward_max_age is 20; it must be 0 or > guidance.forward_min_age = 20",
     ),
     ("forward_bound_step=-1", "guidance.forward_bound_step is -1.0; it must be ≥ 0"),
-    ("horizon=one-step forward_bound_step=0.1", "guidance.forward_bound_step is 0.1; it must be 0 unless horizon = forward"),
+    (
+        "horizon=one-step forward_bound_step=0.1",
+        "guidance.forward_bound_step is 0.1; it must be 0 unless horizon = forward",
+    ),
     ("hold_mean_from=-1", "guidance.hold_mean_from is -1; it must be ≥ 0"),
     ("horizon=one-step hold_mean_from=100", "guidance.hold_mean_from is 100; it must be 0 with horizon one-step"),
     (

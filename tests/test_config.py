@@ -73,7 +73,13 @@ def test_auto_horizon_scales_with_the_run_and_keeps_what_the_user_set():
     g = load_config("default", ["train.steps=2400"]).guidance
     assert (g.horizon, g.until_step, g.hold_mean_from, g.warmup_restarts) == ("forward", 960, 100, 1)
     g = load_config("default", ["guidance.clip=0", "guidance.until_step=300", "meta_learning_rate=0.01"]).guidance
-    assert (g.clip, g.until_step, g.hold_mean_from, g.meta_learning_rate, g.forward_min_age) == (None, 300, 100, 0.01, 20)
+    assert (g.clip, g.until_step, g.hold_mean_from, g.meta_learning_rate, g.forward_min_age) == (
+        None,
+        300,
+        100,
+        0.01,
+        20,
+    )
     g = load_config("default", ["guidance.lower_lr_in_warmup=false"]).guidance  # the rule's own keys follow it
     assert (g.lower_lr_scale, g.lower_lr_above, g.warmup_restarts, g.forward_bound_step) == (1.0, 0.0, 0, 0.1)
     g = load_config("default", ["guidance.until_step=0"]).guidance  # no end of guidance: no mean to hold

@@ -13,8 +13,8 @@ from gradtune.train.setup import load_run
 
 @pytest.mark.slow
 def test_tiny_guided_run_writes_every_artefact_and_learns(tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "--steps", "30", "--run-dir", str(run), *TINY]) == 0
+    run = tmp_path / "run"  # the one-step hypergradient: a meta step at every step of a short run
+    assert main(["train", "--steps", "30", "--run-dir", str(run), "--set", "horizon=one-step", *TINY]) == 0
     printed = capsys.readouterr().out
     assert "dev BLEU" in printed and "learned learning_rate" in printed
 
@@ -47,6 +47,24 @@ def test_tiny_guided_run_writes_every_artefact_and_learns(tmp_path, capsys):
     state = load_run(run).state
     assert int(state.step) == 30
     np.testing.assert_allclose(np.exp(state.raw["learning_rate"]), learned["final"]["learning_rate"], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_default_guided_run_is_forward_mode_until_its_end_then_held(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "40", "--run-dir", str(run), *TINY]) == 0
+    g = json.loads((run / "config.json").read_text())["guidance"]
+    assert (g["horizon"], g["until_step"], g["hold_mean_from"], g["forward_min_age"]) == ("forward", 16, 5, 20)
+    records = [r for r in read_metrics(run) if "train_loss" in r]
+    assert [r["step"] for r in records] == list(range(1, 41))
+    guided = [r["step"] for r in records if "guide_loss" in r]
+    assert guided == list(range(1, 17))  # forward-mode guidance to step 16 (0.4 × 40), then plain steps
+    assert all("tangent_ratio/learning_rate" in r for r in records if "guide_loss" in r)
+    held = {r["value/learning_rate"] for r in records[16:]}
+    assert len(held) == 1  # held from there on, at the mean of the guided values from step 5
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["compute"]["guided_steps"], summary["compute"]["plain_steps"]) == (16, 24)
+    assert summary["finished"] and np.isfinite(summary["dev_loss"])
 
 
 @pytest.mark.slow

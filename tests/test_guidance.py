@@ -125,7 +125,7 @@ def test_warmup_guide_every_and_reset_schedule_the_guided_steps(tmp_path):
     run = tmp_path / "run"
     args = ["train", "--steps", "12", "--run-dir", str(run), *TINY]
     args += ["--set", "guidance.warmup_steps=2", "--set", "guide_every=3", "--set", "reset_every=8"]
-    args += ["--set", "guide_batch=cycle", "--set", "meta_learning_rate=0.05"]
+    args += ["--set", "guide_batch=cycle", "--set", "meta_learning_rate=0.05", "--set", "horizon=one-step"]
     assert main(args) == 0
     records = [r for r in read_metrics(run) if "train_loss" in r]
     guided_steps = [r["step"] for r in records if "guide_loss" in r]

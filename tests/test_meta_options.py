@@ -11,8 +11,9 @@ from gradtune.train.guidance import build_meta_optimizer, make_spec
 
 
 def meta_steps(settings: list[str], hypergrads: np.ndarray) -> np.ndarray:
-    """The learning rate's meta steps, from the run's meta optimizer, for these hypergradients."""
-    cfg = load_config(None, settings)
+    """The learning rate's meta steps, from the run's meta optimizer, for these hypergradients
+    (the one-step horizon: its neutral keys clip nothing)."""
+    cfg = load_config(None, ["guidance.horizon=one-step", *settings])
     meta, _ = build_meta_optimizer(cfg, [make_spec("learning_rate", 1.0, {})])
     raw = {"learning_rate": np.float32(0.0)}
     state = meta.init(raw)

@@ -19,8 +19,9 @@ examples:
 
 A sweep interrupted (Ctrl-C, kill -9, a crash) continues when started again with the same
 --out: finished trials are kept; an unfinished one goes on from its newest checkpoint (from
-the start if it has none; a killed worker's trial once its heartbeat is 10 s stale). A trial is what it runs (config, set lists, point): after the
-sweep file changed, trials of settings it no longer has are left out of the report.
+the start if it has none; a killed worker's trial once its heartbeat is 10 s stale). A trial
+is what it runs (config, set lists, point): after the sweep file changed, trials of settings
+it no longer has are left out of the report.
 --set KEY=VALUE changes the sweep file when KEY starts with one of its sections (sweep.,
 grid., guided., optuna., lr-free., seeds., report.), and is a --set of every trial's run
 otherwise. Each trial is a run directory under OUT/trials/.

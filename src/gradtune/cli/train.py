@@ -15,7 +15,8 @@ examples:
   gradtune train                                   # lt-en, tiny model, guided learning rate
   gradtune train --steps 200 --set corpus=es-en
   gradtune train --no-guidance                     # the same run, learning rate held
-  gradtune train --set lr_multiplier=0.1 --set meta_learning_rate=1e-2
+  gradtune train --set lr_multiplier=0.1            # guided from a tenth of the base rate
+  gradtune train --set horizon=one-step            # the paper's one-step hypergradient
   gradtune train --config my.toml --run-dir runs/mine
   gradtune train --resume runs/mine                # after Ctrl-C, kill or a crash
   gradtune train --resume runs/mine --steps 2000   # ... and train for longer

@@ -19,9 +19,10 @@ storage URL for several machines): trials of the fixed methods are queued once a
 atomically by whichever worker is free; a killed worker's trial is found by its stale
 heartbeat, failed, and queued again, so a restarted sweep keeps its finished trials and
 continues the unfinished one from its newest complete checkpoint (exact, as ``train --resume``;
-from the start when it has none, or when its run folder ran another config). Each trial records its steps, training seconds and XLA's flop
-count of its compiled steps times the steps it ran (``train/compute.py``): the axis on
-which methods are compared, whatever the machine's load.
+from the start when it has none, or when its run folder ran another config). Each trial
+records its steps, training seconds and XLA's flop count of its compiled steps times the
+steps it ran (``train/compute.py``): the axis on which methods are compared, whatever the
+machine's load.
 """
 
 from __future__ import annotations

@@ -476,8 +476,9 @@ def _resolve_guidance(cfg: Config) -> None:
 
 
 def _fill_horizon(cfg: Config, names: list[str]) -> None:
-    """``guidance.horizon = auto`` as ``forward`` (the learning rate alone guided) or ``one-step``, and every unset (None) key of the recipe with its value: ``RECIPE``'s where auto
-    chose forward, else ``NEUTRAL``'s. A recipe key that depends on another (the warm-up rule's
+    """``guidance.horizon = auto`` as ``forward`` (the learning rate alone guided) or
+    ``one-step``, and every unset (None) key of the recipe with its value: ``RECIPE``'s where
+    auto chose forward, else ``NEUTRAL``'s. A recipe key that depends on another (the warm-up rule's
     scale, bound and restart; the mean held after guidance) follows what that one became, so that
     setting one key never makes the recipe's others invalid. ``clip = 0`` is written out as None."""
     g = cfg.guidance
