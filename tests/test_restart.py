@@ -14,9 +14,10 @@ from gradtune.train.logbook import read_metrics
 from gradtune.train.restart import is_turn
 from gradtune.train.setup import load_run
 
-# From 30× the tiny model's warm-up rule lowers the rate within its first 10 steps.
-RULE = [*TINY, "--set", "guidance.lower_lr_in_warmup=true", "--set", "optim.warmup_steps=10",
-        "--set", "guidance.meta_learning_rate=0.1", "--set", "train.log_every=1",
+# From 30× the tiny model's warm-up rule lowers the rate within its first 10 steps (the one-step
+# horizon: every key not set here neutral; a test of forward mode sets horizon=forward after it).
+RULE = [*TINY, "--set", "horizon=one-step", "--set", "guidance.lower_lr_in_warmup=true",
+        "--set", "optim.warmup_steps=10", "--set", "guidance.meta_learning_rate=0.1", "--set", "train.log_every=1",
         "--set", "bleu_examples=2"]  # fmt: skip
 
 
@@ -85,7 +86,7 @@ def test_a_forward_mode_run_stopped_after_its_restart_resumes_exactly(tmp_path):
 
 def test_warmup_restarts_is_checked_when_the_config_is_resolved():
     with pytest.raises(ConfigError, match=r"guidance\.warmup_restarts.*lower_lr_in_warmup"):
-        load_config(None, ["guidance.warmup_restarts=1"])
+        load_config(None, ["guidance.horizon=one-step", "guidance.warmup_restarts=1"])
     with pytest.raises(ConfigError, match=r"guidance\.warmup_restarts.*≥ 0"):
         load_config(None, ["guidance.lower_lr_in_warmup=true", "guidance.warmup_restarts=-1"])
     with pytest.raises(ConfigError, match=r"guidance\.warmup_restarts.*before any evaluation"):
