@@ -62,6 +62,8 @@ def test_the_default_guided_run_is_forward_mode_until_its_end_then_held(tmp_path
     assert all("tangent_ratio/learning_rate" in r for r in records if "guide_loss" in r)
     held = {r["value/learning_rate"] for r in records[16:]}
     assert len(held) == 1  # held from there on, at the mean of the guided values from step 5
+    said = "gradtune: step 17: guidance is over; values held at the mean of the guided steps from step 5: "
+    assert said + f"learning_rate {held.pop():.4g}" in capsys.readouterr().err
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["compute"]["guided_steps"], summary["compute"]["plain_steps"]) == (16, 24)
     assert summary["finished"] and np.isfinite(summary["dev_loss"])

@@ -262,6 +262,8 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
                 compute.count(kind, getattr(steps, kind), state, batch)
                 state, metrics, aux = getattr(steps, kind)(state, batch)
             pending.append((step + 1, {**metrics, "tokens": aux["tokens"]}))
+            if setup.guided and step and session.has_ended(step, spent) and not session.has_ended(step - 1, spent):
+                say_held(session, step, state)
             restart = origin is not None and guided and step < window and turn(session, step, state, metrics)
             if restart:
                 intervals.append((write_records(jax.device_get(pending), time.time() - interval_start, log, guard, bar),
@@ -311,6 +313,19 @@ def run_steps(session: Session, state: TrainState, host: HostState, progress: bo
     bar.close()
     stopped_by = (stop.name or "another process") if stopping else None
     return LoopResult(state, scores, intervals, compute, time.time() - train_start, stopped_by, tuple(restarts))
+
+
+def say_held(session: Session, step: int, state: TrainState) -> None:
+    """One line when guidance ends (``guidance.until_step``): the scalar values it holds from
+    here on. Reads them back from the device once."""
+    if not is_primary():
+        return
+    g = session.cfg.guidance
+    values = jax.device_get(session.setup.trainer.values(state.raw))
+    guided = session.setup.guided
+    held = ", ".join(f"{name} {float(v):.4g}" for name, v in values.items() if name in guided and np.ndim(v) == 0)
+    how = f"the mean of the guided steps from step {g.hold_mean_from}" if g.hold_mean_from else "the last guided step's"
+    tqdm.write(f"gradtune: step {step + 1}: guidance is over; values held at {how}: {held}", file=sys.stderr)
 
 
 def turn(session: Session, step: int, state: TrainState, metrics: dict) -> Restart | None:
