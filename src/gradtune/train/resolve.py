@@ -2,7 +2,8 @@
 
 A pure function: it returns a checked copy with every derived value written out (the
 optimizer's own defaults for the hyper-parameters left unset, ``guidance.guided`` as the
-list of names it stands for, ``guidance.guide_batch = auto`` as its policy) and raises a
+list of names it stands for, ``guidance.guide_batch = auto`` as its policy,
+``guidance.horizon = auto`` as a horizon with its recipe's keys, ``_fill_horizon``) and raises a
 one-line ``ConfigError`` naming the key and the fix for any value outside its choices or
 range. It reads no data, so a bad setting fails before any work. What can only be checked
 once the data are read (a vocabulary larger than the data allow, ``bucket_by = group``
@@ -49,7 +50,7 @@ SPEC_FIELDS = ("kind", "floor", "ceiling", "steepness", "meta_lr")
 
 # guidance.horizon = auto with the learning rate alone guided: forward mode with the
 # setting that brought guided runs from 0.1×, 1× and 10× to within 2% of the best constant on
-# three pairs and two seeds (README, "Past the short-horizon bias"). Each applies to a key left
+# three pairs and two seeds (README, "The short-horizon bias, and what to do about it"). Each applies to a key left
 # unset (None); a key the user set stays. Three more are derived from the run: guidance.until_step
 # (UNTIL_FRACTION × train.steps), guidance.hold_mean_from (optim.warmup_steps: the mean of the
 # guided values after the base warm-up) and guidance.warmup_restarts (1, or 0 where an evaluation
